@@ -1,0 +1,1 @@
+"""CNI: network configuration discovery and plugin invocation, as libcni does it."""

@@ -1,0 +1,1 @@
+"""Generated CRI v1 stubs (`make proto`); never edited by hand."""

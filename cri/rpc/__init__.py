@@ -1,0 +1,20 @@
+"""One module per RPC; each has `RPC` (the method name) and `handle(service, request)`.
+
+`HANDLERS` is the table the server registers. An RPC of the CRI API that is not in
+it answers UNIMPLEMENTED naming the RPC (see `cri.server`).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from cri.rpc import runtime_config, runtime_config_update, runtime_status, runtime_version
+
+_MODULES: tuple[ModuleType, ...] = (
+    runtime_version,
+    runtime_status,
+    runtime_config,
+    runtime_config_update,
+)
+
+HANDLERS = {module.RPC: module.handle for module in _MODULES}

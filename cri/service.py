@@ -1,0 +1,88 @@
+"""The service object every RPC handler receives: configuration, stores and state.
+
+Built once by `cri.server` (the composition root); handlers read and update it
+under the per-id locks it provides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from common import atomicfile
+from common.errors import FailedPreconditionError, InvalidArgumentError
+from cri.config import Config
+from cri.store import KeyedLock
+
+log = logging.getLogger("crib.service")
+
+RUNTIME_CONFIG_FILE = "runtime-config.json"
+RUNTIME_CONFIG_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeState:
+    """What kubelet told crib through UpdateRuntimeConfig (persisted across restarts)."""
+
+    pod_cidr: str = ""
+
+
+class CriService:
+    """State shared by all RPC handlers of one daemon."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.locks = KeyedLock()
+        self.runtime_state = RuntimeState()
+        self.started_at_ns = time.time_ns()
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def prepare_dirs(self) -> None:
+        """Create the persistent and volatile roots (private to root)."""
+        for path in (self.config.root, self.config.state):
+            os.makedirs(path, mode=0o711, exist_ok=True)
+
+    def load(self) -> None:
+        """Load persisted state. Raises a `DomainError` naming the file when it is unreadable."""
+        path = os.path.join(self.config.root, RUNTIME_CONFIG_FILE)
+        atomicfile.sweep_tmp(self.config.root)
+        try:
+            with open(path, "rb") as f:
+                doc: Any = json.loads(f.read())
+        except FileNotFoundError:
+            return
+        except ValueError as err:
+            raise FailedPreconditionError(f"{path}: not JSON: {err}") from None
+        if not isinstance(doc, dict) or doc.get("version") != RUNTIME_CONFIG_VERSION:
+            version = doc.get("version") if isinstance(doc, dict) else None
+            raise FailedPreconditionError(
+                f"{path}: unknown version {version!r} (this crib reads version"
+                f" {RUNTIME_CONFIG_VERSION})"
+            )
+        self.runtime_state = RuntimeState(pod_cidr=str(doc.get("pod_cidr", "")))
+
+    # -- runtime configuration ------------------------------------------------------------------
+
+    def set_pod_cidr(self, pod_cidr: str) -> None:
+        """Record the node's pod CIDR(s) (comma-separated for dual stack) durably."""
+        for part in pod_cidr.split(","):
+            try:
+                ipaddress.ip_network(part.strip())
+            except ValueError:
+                raise InvalidArgumentError(
+                    f"runtime_config.network_config.pod_cidr: bad CIDR {part.strip()!r}"
+                ) from None
+        new = dataclasses.replace(self.runtime_state, pod_cidr=pod_cidr)
+        atomicfile.write_json(
+            os.path.join(self.config.root, RUNTIME_CONFIG_FILE),
+            {"version": RUNTIME_CONFIG_VERSION, "pod_cidr": new.pod_cidr},
+        )
+        if new != self.runtime_state:
+            log.info("pod CIDR set to %s", pod_cidr)
+        self.runtime_state = new

@@ -1,0 +1,1 @@
+"""crib-runtime: crib's OCI runtime with runc's command line."""
