@@ -1,0 +1,1 @@
+"""CRI container config → OCI runtime spec, as small pure functions."""

@@ -1,0 +1,1 @@
+"""Per-container monitoring through conmon: spawn handshake, exit files, attach socket, ctl fifo."""

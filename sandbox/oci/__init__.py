@@ -1,0 +1,1 @@
+"""The OCI runtime spec and state as plain data, and a client for runc-compatible runtimes."""

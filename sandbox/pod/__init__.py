@@ -1,0 +1,1 @@
+"""Pod sandboxes: the pause process, namespace pinning and teardown."""
