@@ -20,8 +20,32 @@ from cni.errors import CniConfigError
 
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")
 DEFAULT_NETWORK_SOURCE = "<crib default network>"
-# Loopback is not part of a network list: the runtime sets up `lo` with it separately.
+LOOPBACK_NETWORK_SOURCE = "<crib loopback network>"
+# Loopback is not part of a network list: the runtime sets up `lo` with it separately
+# (as ocicni and go-cni do), so every pod has a working 127.0.0.1.
 LOOPBACK_PLUGIN = "loopback"
+LOOPBACK_NETWORK_NAME = "cni-loopback"
+# The spec versions crib speaks, oldest first (SPEC.md "Version considerations").
+SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """`"0.3.1"` -> (0, 3, 1), for comparing spec versions; junk sorts first."""
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (-1,)
+
+
+def at_least(version: str, minimum: str) -> bool:
+    """Whether spec `version` is `minimum` or newer."""
+    return version_key(version) >= version_key(minimum)
+
+
+def pick_version(versions: Sequence[str]) -> str | None:
+    """The newest of `versions` that crib speaks, or None (SPEC.md: `cniVersions`)."""
+    ours = [v for v in versions if v in SUPPORTED_VERSIONS]
+    return max(ours, key=version_key) if ours else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +61,25 @@ class NetworkConfig:
     def plugin_types(self) -> list[str]:
         """The plugin binaries this network runs, in order."""
         return [str(p["type"]) for p in self.plugins]
+
+    @property
+    def disable_check(self) -> bool:
+        """`disableCheck`: the operator asked that CHECK never be run on this network."""
+        return self.raw.get("disableCheck") is True
+
+    @property
+    def disable_gc(self) -> bool:
+        """`disableGC` (spec 1.1.0): GC must not be run on this network."""
+        return self.raw.get("disableGC") is True
+
+    def to_json(self) -> dict[str, Any]:
+        """The configuration as written, plus where it came from (for records and caches)."""
+        return {"source": self.source, "single_plugin": "plugins" not in self.raw, "raw": self.raw}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NetworkConfig:
+        """The inverse of `to_json` (the document is checked again)."""
+        return parse(data["raw"], str(data["source"]), bool(data["single_plugin"]))
 
 
 def list_conf_files(conf_dir: str) -> list[str]:
@@ -60,8 +103,25 @@ def parse(data: dict[str, Any], source: str, single_plugin: bool) -> NetworkConf
     if not isinstance(name, str) or not name:
         raise CniConfigError(f"network config {source}: missing 'name'")
     version = data.get("cniVersion", "0.1.0" if single_plugin else "")
+    versions = data.get("cniVersions")
+    if versions is not None:
+        # Spec 1.1.0: a list offers several versions; the runtime picks the newest it speaks.
+        if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
+            raise CniConfigError(f"network config {source}: 'cniVersions' must list strings")
+        picked = pick_version(versions)
+        if picked is None:
+            raise CniConfigError(
+                f"network config {source}: none of cniVersions {versions} is supported"
+                f" (crib speaks {', '.join(SUPPORTED_VERSIONS)})"
+            )
+        version = picked
     if not isinstance(version, str) or not version:
         raise CniConfigError(f"network config {source}: missing 'cniVersion'")
+    if version not in SUPPORTED_VERSIONS:
+        raise CniConfigError(
+            f"network config {source}: cniVersion {version!r} is not supported"
+            f" (crib speaks {', '.join(SUPPORTED_VERSIONS)})"
+        )
     if single_plugin:
         plugins: list[Any] = [data]
     else:
@@ -133,6 +193,16 @@ def default_network(bridge: str, subnet: str, cni_version: str = "1.0.0") -> Net
         ],
     }
     return parse(data, DEFAULT_NETWORK_SOURCE, single_plugin=False)
+
+
+def loopback_network(cni_version: str = "1.0.0") -> NetworkConfig:
+    """The network that brings up the pod's `lo` (CNI_IFNAME=lo)."""
+    data = {
+        "cniVersion": cni_version,
+        "name": LOOPBACK_NETWORK_NAME,
+        "plugins": [{"type": LOOPBACK_PLUGIN}],
+    }
+    return parse(data, LOOPBACK_NETWORK_SOURCE, single_plugin=False)
 
 
 def find_plugin(plugin_type: str, bin_dirs: Sequence[str]) -> str | None:

@@ -71,6 +71,9 @@ class CniConfig:
     conf_dir: str = "/etc/cni/net.d"
     bin_dirs: tuple[str, ...] = ("/usr/lib/cni", "/opt/cni/bin")
     default_network: DefaultNetworkConfig = DefaultNetworkConfig()
+    # Each plugin call (ADD, DEL, CHECK, ...) is killed after this long; kubelet itself
+    # gives RunPodSandbox 4 minutes.
+    plugin_timeout_s: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,6 +312,8 @@ def validate(config: Config) -> None:
     for key in ("conf_dir",):
         if not os.path.isabs(getattr(config.cni, key)):
             raise _bad(f"cni.{key}", getattr(config.cni, key), "want an absolute path")
+    if config.cni.plugin_timeout_s <= 0:
+        raise _bad("cni.plugin_timeout_s", config.cni.plugin_timeout_s, "want seconds > 0")
     for i, bin_dir in enumerate(config.cni.bin_dirs):
         if not os.path.isabs(bin_dir):
             raise _bad(f"cni.bin_dirs[{i}]", bin_dir, "want an absolute path")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import cni.config
+from cni.manager import CniManager
 from common.binaries import resolve
 from cri.config import Config
 
@@ -55,21 +55,9 @@ def runtime_condition(config: Config) -> Condition:
     return Condition(RUNTIME_READY, True)
 
 
-def network_condition(config: Config) -> Condition:
+async def network_condition(cni: CniManager) -> Condition:
     """Ready when a network configuration is usable: the conf dir's first valid network,
-    or crib's default network, with every plugin binary present."""
-    found = cni.config.discover(config.cni.conf_dir)
-    network = found.network
-    if network is None:
-        net = config.cni.default_network
-        network = cni.config.default_network(net.bridge, net.subnet)
-    missing = cni.config.missing_plugins(network, config.cni.bin_dirs)
-    if missing:
-        return Condition(
-            NETWORK_READY,
-            False,
-            "NetworkPluginNotReady",
-            f"network {network.name!r} from {network.source}: CNI plugin binaries"
-            f" {', '.join(missing)} not found in {':'.join(config.cni.bin_dirs)}",
-        )
-    return Condition(NETWORK_READY, True)
+    or crib's default network, with every plugin binary present (and, for spec 1.1.0
+    networks, the plugins' STATUS succeeding). The same manager attaches pods."""
+    readiness = await cni.status()
+    return Condition(NETWORK_READY, readiness.ready, readiness.reason, readiness.message)

@@ -3,7 +3,9 @@
 Start-up order (each step can stop start-up with a one-line error):
   1. create the roots, take the daemon locks (<state>/crib.pid and <root>/crib.lock:
      flock, so a crib killed by SIGKILL never blocks its successor)
-  2. load persisted records (refuse unknown versions)
+  2. load persisted records (refuse unknown versions), then recover: check every sandbox
+     against the kernel (pause alive with the same start time, pins present), sweep
+     orphan pins and run dirs, and DEL leaked CNI attachments (cni GC)
   3. replace a stale socket left by a killed crib (we hold the lock, so it is nobody's)
   4. serve RuntimeService and ImageService on the unix socket, mode 0660
 Shutdown (SIGTERM or SIGINT): stop accepting calls, let in-flight ones finish for up to
@@ -31,6 +33,7 @@ from cri.config import Config
 from cri.edge import Edge, unimplemented_stream, unimplemented_unary
 from cri.rpc import HANDLERS
 from cri.service import CriService
+from sandbox.monitor import proc
 
 log = logging.getLogger("crib.server")
 
@@ -111,12 +114,16 @@ class Daemon:
     async def start(self) -> None:
         """Lock, load state and start serving. Raises `DomainError` on failure."""
         self.service.prepare_dirs()
+        # conmon double-forks; as subreaper crib inherits and reaps its monitors.
+        proc.set_child_subreaper()
         acquired: list[PidLock] = []
         try:
             for lock in self._locks:
                 lock.acquire()
                 acquired.append(lock)
             await asyncio.to_thread(self.service.load)
+            await asyncio.to_thread(self.service.load_records)
+            await self.service.recover()
             server = build_server(self.service)
             listen_unix(server, self.config.listen)
             await server.start()
@@ -142,6 +149,7 @@ class Daemon:
             self._server = None
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.listen)
+        await self.service.close()
         for lock in self._locks:
             lock.release()
         log.info("crib stopped")

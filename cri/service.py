@@ -14,10 +14,19 @@ import os
 import time
 from typing import Any
 
+import cni.config
+from cni.invoke import SubprocessPluginExec
+from cni.manager import CniManager
 from common import atomicfile
+from common.binaries import resolve
 from common.errors import FailedPreconditionError, InvalidArgumentError
 from cri.config import Config
-from cri.store import KeyedLock
+from cri.pods.manager import PodManager, new_sandbox_store
+from cri.store import KeyedLock, Registrar
+from sandbox.monitor.conmon import Conmon
+from sandbox.oci.client import RuntimeClient
+from sandbox.oci.errors import OciRuntimeMissingError
+from sandbox.pod.pause import PauseRunner
 
 log = logging.getLogger("crib.service")
 
@@ -40,6 +49,49 @@ class CriService:
         self.locks = KeyedLock()
         self.runtime_state = RuntimeState()
         self.started_at_ns = time.time_ns()
+
+        # -- pod sandboxes: records, names, CNI, conmon, the lifecycle (cri/pods) --------------
+        self.sandboxes = new_sandbox_store(config.root)
+        self.sandbox_names = Registrar()
+        net = config.cni.default_network
+        self.cni = CniManager(
+            conf_dir=config.cni.conf_dir,
+            bin_dirs=config.cni.bin_dirs,
+            default_network=cni.config.default_network(net.bridge, net.subnet),
+            cache_dir=os.path.join(config.root, "cni", "results"),
+            plugin_exec=SubprocessPluginExec(),
+            plugin_timeout_s=config.cni.plugin_timeout_s,
+        )
+        # Short paths: conmon's attach socket is <socket dir>/<64-hex id>/attach (< 108 bytes).
+        self.conmon = Conmon(
+            resolve(config.conmon) or config.conmon,
+            exit_dir=os.path.join(config.state, "exits"),
+            socket_dir=os.path.join(config.state, "s"),
+        )
+        self.pods = PodManager(
+            config,
+            self.sandboxes,
+            self.sandbox_names,
+            self.locks,
+            self.cni,
+            PauseRunner(self.conmon),
+            self.runtime_client,
+        )
+        self._runtime_clients: dict[str, RuntimeClient] = {}
+
+    def runtime_client(self, handler: str) -> RuntimeClient:
+        """The client of runtime handler `handler` (a key of `config.runtimes`)."""
+        client = self._runtime_clients.get(handler)
+        if client is None:
+            path = resolve(self.config.runtimes[handler].path)
+            if path is None:
+                raise OciRuntimeMissingError(
+                    f"runtime handler {handler!r}: {self.config.runtimes[handler].path} not"
+                    f" found (config key runtimes.{handler}.path)"
+                )
+            client = RuntimeClient(path, self.config.runtime_root(handler))
+            self._runtime_clients[handler] = client
+        return client
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -66,6 +118,18 @@ class CriService:
                 f" {RUNTIME_CONFIG_VERSION})"
             )
         self.runtime_state = RuntimeState(pod_cidr=str(doc.get("pod_cidr", "")))
+
+    def load_records(self) -> None:
+        """Load sandbox records (unknown versions stop start-up, naming the file)."""
+        self.sandboxes.load()
+
+    async def recover(self) -> None:
+        """Reconcile loaded records with the kernel (before serving): see PodManager.recover."""
+        await self.pods.recover()
+
+    async def close(self) -> None:
+        """Stop background work (pods and containers keep running)."""
+        await self.pods.close()
 
     # -- runtime configuration ------------------------------------------------------------------
 

@@ -8,13 +8,28 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from cri.rpc import runtime_config, runtime_config_update, runtime_status, runtime_version
+from cri.rpc import (
+    runtime_config,
+    runtime_config_update,
+    runtime_status,
+    runtime_version,
+    sandbox_list,
+    sandbox_remove,
+    sandbox_run,
+    sandbox_status,
+    sandbox_stop,
+)
 
 _MODULES: tuple[ModuleType, ...] = (
     runtime_version,
     runtime_status,
     runtime_config,
     runtime_config_update,
+    sandbox_run,
+    sandbox_stop,
+    sandbox_remove,
+    sandbox_status,
+    sandbox_list,
 )
 
 HANDLERS = {module.RPC: module.handle for module in _MODULES}

@@ -34,7 +34,7 @@ async def handle(service: CriService, request: pb.StatusRequest) -> pb.StatusRes
     """Report the RuntimeReady and NetworkReady conditions and what crib supports."""
     conditions = [
         health.runtime_condition(service.config),
-        health.network_condition(service.config),
+        await health.network_condition(service.cni),
     ]
     response = pb.StatusResponse(
         status=pb.RuntimeStatus(

@@ -1,0 +1,29 @@
+"""ListPodSandbox: filters by id (or id prefix), state and labels; memory only."""
+
+from __future__ import annotations
+
+from cri.api import api_pb2 as pb
+from cri.pods import translate
+from cri.service import CriService
+
+RPC = "ListPodSandbox"
+
+
+def matches(item: pb.PodSandbox, flt: pb.PodSandboxFilter) -> bool:
+    """Whether a sandbox passes every filter that is set."""
+    if flt.id and not item.id.startswith(flt.id):
+        return False
+    if flt.HasField("state") and item.state != flt.state.state:
+        return False
+    return all(item.labels.get(key) == value for key, value in flt.label_selector.items())
+
+
+async def handle(
+    service: CriService, request: pb.ListPodSandboxRequest
+) -> pb.ListPodSandboxResponse:
+    """Every sandbox matching the filter, oldest first."""
+    records = sorted(service.sandboxes.list(), key=lambda r: r.metadata.created_at_ns)
+    items = [translate.pod_sandbox(r) for r in records]
+    if request.HasField("filter"):
+        items = [item for item in items if matches(item, request.filter)]
+    return pb.ListPodSandboxResponse(items=items)

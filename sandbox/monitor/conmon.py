@@ -1,0 +1,386 @@
+"""Driving conmon (Debian's 2.1.6) the way CRI-O does (docs/conmon.md, sections 1, 2, 4, 5).
+
+Create, step by step:
+
+    crib                                   conmon (1st)            conmon (monitor)     runtime
+     │ socketpair sync, socketpair start
+     │ exec conmon -b B -c ID ... ─────────►│
+     │                                      │ read(start) blocks
+     │ (place conmon in a cgroup here)      │
+     │ write(start, "\\0") ────────────────►│
+     │                                      │ fork ──────────────────►│ setsid, subreaper,
+     │ wait() ◄──── exit 0 after writing ───│ -P conmon-pidfile        │ stdio → /dev/null
+     │                                                               │ fork+exec ─────────►│ create
+     │                                                               │ ◄── exit 0, -p pidfile
+     │ read(sync) ◄──────────── {"pid": N}\\n (or {"pid": -1, "message": stderr}) ──│
+     │ runtime start ID  (crib runs it itself, not conmon)
+     ...
+     │                                      container exits: conmon writes the exit status
+     │                                      to EXIT_DIR/ID and PERSIST_DIR/exit, then exits
+
+The sync and start pipes reach conmon as inherited fds named by `_OCI_SYNCPIPE` and
+`_OCI_STARTPIPE`. conmon is the container's subreaper and reaps it (and every orphan
+below it); its own first process is crib's child and is reaped by asyncio. The monitor
+process is re-parented away from crib, so containers survive a crib restart.
+
+ExecSync (`exec_sync`): `conmon -e --sync` stays in the foreground; with the legacy API it
+sends exactly one `{"exit_code": N[, "message"]}` when the process ends, and the output is
+in a k8s-file log (`read_k8s_log`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import socket
+from typing import Any
+
+from sandbox.monitor.errors import MonitorCreateError, MonitorError, MonitorTimeoutError
+
+CONMON_PIDFILE = "conmon-pidfile"
+CONTAINER_PIDFILE = "pidfile"
+DEFAULT_CREATE_TIMEOUT_S = 240.0  # CRI-O's container_create_timeout
+# CRI-O's maxExecSyncSize (the dockershim limit): 16 MiB per stream.
+EXEC_SYNC_MAX_BYTES = 16 << 20
+EXEC_TIMED_OUT_MESSAGE = "command timed out"
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateSpec:
+    """One container to create under conmon."""
+
+    container_id: str
+    name: str
+    bundle_dir: str  # holds config.json; conmon's cwd, pidfiles, attach/ctl/winsz, oom
+    persist_dir: str  # conmon writes `exit` (and `oom`) here
+    log_path: str  # the CRI log (k8s-file format)
+    runtime_path: str
+    runtime_root: str
+    terminal: bool = False
+    stdin: bool = False
+    stdin_once: bool = False
+    log_size_max_bytes: int = -1
+    no_pivot: bool = False
+    timeout_s: float = DEFAULT_CREATE_TIMEOUT_S
+
+    @property
+    def pidfile(self) -> str:
+        """Where the runtime writes the container's init pid."""
+        return os.path.join(self.bundle_dir, CONTAINER_PIDFILE)
+
+    @property
+    def conmon_pidfile(self) -> str:
+        """Where conmon writes the pid of its monitor process."""
+        return os.path.join(self.bundle_dir, CONMON_PIDFILE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Created:
+    """A container created (not yet started) under conmon."""
+
+    container_pid: int
+    conmon_pid: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecSyncResult:
+    """What ExecSync returns: exit code (-1 on timeout) and captured output."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool = False
+
+
+class Conmon:
+    """The conmon binary plus the directories every container shares."""
+
+    def __init__(self, binary: str, exit_dir: str, socket_dir: str, log_level: str = "error"):
+        self.binary = binary
+        self.exit_dir = exit_dir
+        self.socket_dir = socket_dir
+        self.log_level = log_level
+
+    # -- command lines (pure) ---------------------------------------------------------------
+
+    def create_argv(self, spec: CreateSpec) -> list[str]:
+        """conmon's command line for `create` (CRI-O's, minus syslog and systemd)."""
+        argv = [
+            self.binary,
+            "-b", spec.bundle_dir,
+            "-c", spec.container_id,
+            "--exit-dir", self.exit_dir,
+            "-l", spec.log_path,
+            "--log-level", self.log_level,
+            "-n", spec.name,
+            "-P", spec.conmon_pidfile,
+            "-p", spec.pidfile,
+            "--persist-dir", spec.persist_dir,
+            "-r", spec.runtime_path,
+            "--runtime-arg", f"--root={spec.runtime_root}",
+            "--socket-dir-path", self.socket_dir,
+            "-u", spec.container_id,
+        ]  # fmt: skip
+        if spec.log_size_max_bytes >= 0:
+            argv += ["--log-size-max", str(spec.log_size_max_bytes)]
+        if spec.no_pivot:
+            argv.append("--no-pivot")
+        if spec.terminal:
+            argv.append("-t")
+        elif spec.stdin:
+            argv.append("-i")
+            if not spec.stdin_once:
+                argv.append("--leave-stdin-open")
+        return argv
+
+    def exec_sync_argv(
+        self,
+        container_id: str,
+        runtime_path: str,
+        runtime_root: str,
+        process_spec_path: str,
+        log_path: str,
+        pidfile: str,
+        timeout_s: int,
+        terminal: bool = False,
+    ) -> list[str]:
+        """conmon's command line for ExecSync (docs/conmon.md 5)."""
+        argv = [
+            self.binary,
+            "-c", container_id,
+            "-n", container_id,
+            "-r", runtime_path,
+            "-p", pidfile,
+            "-e",
+            "-l", log_path,
+            "--socket-dir-path", self.socket_dir,
+            "--log-level", self.log_level,
+            "--sync",
+            "--log-global-size-max", str(EXEC_SYNC_MAX_BYTES),
+            "--exec-process-spec", process_spec_path,
+            "--runtime-arg", f"--root={runtime_root}",
+        ]  # fmt: skip
+        if terminal:
+            argv.append("-t")
+        if timeout_s > 0:
+            argv += ["-T", str(timeout_s)]
+        return argv
+
+    # -- create -------------------------------------------------------------------------------
+
+    async def create(self, spec: CreateSpec) -> Created:
+        """Create a container under conmon; returns its init pid and conmon's pid.
+
+        On failure nothing of conmon is left running (it is killed on timeout; on a
+        runtime failure it exits by itself). The caller starts the container with
+        `runtime start` and later deletes it with the runtime.
+        """
+        os.makedirs(self.exit_dir, mode=0o700, exist_ok=True)
+        os.makedirs(self.socket_dir, mode=0o700, exist_ok=True)
+        os.makedirs(spec.persist_dir, mode=0o700, exist_ok=True)
+        for stale in (spec.pidfile, spec.conmon_pidfile, self.exit_file(spec.container_id)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
+        try:
+            message = await self._spawn(self.create_argv(spec), spec.bundle_dir, spec.timeout_s)
+        except TimeoutError:
+            raise MonitorTimeoutError(
+                f"create {spec.container_id}: conmon reported no pid within"
+                f" {spec.timeout_s:g} s; killed it"
+            ) from None
+        conmon_pid = _read_pid(spec.conmon_pidfile)
+        pid = message.get("pid")
+        if not isinstance(pid, int) or pid <= 0:
+            if conmon_pid:
+                _kill(conmon_pid)
+            detail = str(message.get("message", "")).strip() or "no reason given"
+            raise MonitorCreateError(f"create {spec.container_id}: {' '.join(detail.split())}")
+        return Created(container_pid=pid, conmon_pid=conmon_pid)
+
+    async def _spawn(self, argv: list[str], cwd: str, timeout_s: float) -> dict[str, Any]:
+        """Run conmon with the sync/start pipes and return the first sync message."""
+        sync_parent, sync_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        start_parent, start_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"),
+            "_OCI_SYNCPIPE": str(sync_child.fileno()),
+            "_OCI_STARTPIPE": str(start_child.fileno()),
+        }
+        if "XDG_RUNTIME_DIR" in os.environ:
+            env["XDG_RUNTIME_DIR"] = os.environ["XDG_RUNTIME_DIR"]
+        try:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=cwd,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                    pass_fds=(sync_child.fileno(), start_child.fileno()),
+                    start_new_session=True,  # CRI-O: Setpgid
+                )
+            except OSError as err:
+                raise MonitorError(f"cannot run {argv[0]}: {err.strerror}") from None
+            finally:
+                sync_child.close()
+                start_child.close()
+            # conmon now waits on the start pipe: this is where CRI-O moves it into the
+            # monitor cgroup. crib leaves it in its own cgroup (docs: pod cgroups hold
+            # only the pod's processes).
+            start_parent.sendall(b"\0")
+            start_parent.close()
+            try:
+                line = await asyncio.wait_for(_read_line(sync_parent), timeout_s)
+            except BaseException:
+                # Timed out or cancelled: conmon and what it started must not live on.
+                if process.returncode is None:
+                    process.kill()
+                pid = _read_pid(os.path.join(cwd, CONMON_PIDFILE))
+                if pid:
+                    _kill(pid)
+                await asyncio.shield(process.wait())
+                raise
+            _, stderr = await process.communicate()
+            if not line:
+                text = (stderr or b"").decode(errors="replace").strip()
+                raise MonitorCreateError(
+                    f"conmon exited (status {process.returncode}) without reporting a pid"
+                    + (f": {' '.join(text.split())}" if text else "")
+                )
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                raise MonitorError(f"conmon sent an unreadable sync message {line!r}") from None
+            if not isinstance(doc, dict):
+                raise MonitorError(f"conmon sent an unreadable sync message {line!r}")
+            return doc
+        finally:
+            sync_parent.close()
+            start_parent.close()
+
+    # -- exit files ---------------------------------------------------------------------------
+
+    def exit_file(self, container_id: str) -> str:
+        """Where conmon writes the exit status of `container_id`."""
+        return os.path.join(self.exit_dir, container_id)
+
+    def read_exit_code(self, container_id: str) -> int | None:
+        """The exit status conmon recorded, or None if the container has not exited."""
+        return read_exit_file(self.exit_file(container_id))
+
+    # -- ExecSync -----------------------------------------------------------------------------
+
+    async def exec_sync(
+        self,
+        container_id: str,
+        runtime_path: str,
+        runtime_root: str,
+        process_spec: dict[str, Any],
+        work_dir: str,
+        timeout_s: int = 0,
+    ) -> ExecSyncResult:
+        """Run `process_spec` (an OCI process object) in a running container and wait.
+
+        Output is captured through conmon's k8s-file log in `work_dir` (capped at 16 MiB
+        per stream). With `timeout_s` > 0, conmon kills the process when it expires and
+        the result is exit code -1 with "command timed out" on stderr, as CRI-O returns.
+        """
+        os.makedirs(work_dir, mode=0o700, exist_ok=True)
+        spec_path = os.path.join(work_dir, "exec-process.json")
+        log_path = os.path.join(work_dir, "exec.log")
+        pidfile = os.path.join(work_dir, "exec-pid")
+        with open(spec_path, "w") as f:
+            json.dump(process_spec, f)
+        argv = self.exec_sync_argv(
+            container_id,
+            runtime_path,
+            runtime_root,
+            spec_path,
+            log_path,
+            pidfile,
+            timeout_s,
+            bool(process_spec.get("terminal")),
+        )
+        # conmon enforces the timeout itself; crib's bound only guards against a hung conmon.
+        guard_s = (timeout_s + 30) if timeout_s > 0 else None
+        message = await self._spawn(argv, work_dir, guard_s or 24 * 3600.0)
+        code = message.get("exit_code")
+        text = str(message.get("message", ""))
+        stdout, stderr = read_k8s_log(log_path)
+        if text == EXEC_TIMED_OUT_MESSAGE or (timeout_s > 0 and "timed out" in text):
+            return ExecSyncResult(-1, stdout, stderr + EXEC_TIMED_OUT_MESSAGE.encode(), True)
+        if not isinstance(code, int):
+            raise MonitorError(f"exec in {container_id}: conmon sent no exit code: {message}")
+        if code < 0 and text:
+            # The runtime could not start the process: its error is the answer.
+            raise MonitorCreateError(f"exec in {container_id}: {' '.join(text.split())}")
+        return ExecSyncResult(code, stdout, stderr)
+
+
+def read_exit_file(path: str) -> int | None:
+    """An exit file's status (a bare decimal), or None if absent or still being written."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def read_k8s_log(path: str, cap_bytes: int = EXEC_SYNC_MAX_BYTES) -> tuple[bytes, bytes]:
+    """stdout and stderr from a k8s-file log (docs/conmon.md 7), each capped at `cap_bytes`.
+
+    Each line is `<timestamp> <stream> <tag> <content>`; tag F ends a line, P is a partial
+    chunk whose newline conmon added.
+    """
+    out = {b"stdout": bytearray(), b"stderr": bytearray()}
+    try:
+        with open(path, "rb") as f:
+            for record in f:
+                parts = record.split(b" ", 3)
+                if len(parts) < 4 or parts[1] not in out:
+                    continue
+                content = parts[3]
+                tags = parts[2].split(b":")
+                if b"P" in tags and content.endswith(b"\n"):
+                    content = content[:-1]
+                buf = out[parts[1]]
+                if len(buf) < cap_bytes:
+                    buf += content[: cap_bytes - len(buf)]
+    except FileNotFoundError:
+        pass
+    return bytes(out[b"stdout"]), bytes(out[b"stderr"])
+
+
+async def _read_line(sock: socket.socket) -> bytes:
+    """Read up to and including the first newline (or to EOF) from a socket."""
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    data = bytearray()
+    while b"\n" not in data:
+        chunk = await loop.sock_recv(sock, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data.split(b"\n", 1)[0])
+
+
+def _read_pid(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return int(f.read().strip() or b"0")
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,141 @@
+"""Facts about processes crib does not parent: start time (PID reuse guard) and exit waits.
+
+A pid alone does not name a process across time: after it exits the kernel may hand the
+number to another. crib records the start time (`/proc/<pid>/stat` field 22, clock ticks
+since boot, proc(5)) next to every pid and only trusts the pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+
+
+def start_time(pid: int, proc_root: str = "/proc") -> int | None:
+    """The start time of `pid` in clock ticks since boot, or None if there is no such process.
+
+    A zombie still has a start time; `is_alive` checks for that separately.
+    """
+    try:
+        with open(f"{proc_root}/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm (field 2) is in parentheses and may hold spaces or ')': split after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    # fields[0] is field 3 (state); field 22 (starttime) is fields[19].
+    return int(fields[19])
+
+
+def state(pid: int, proc_root: str = "/proc") -> str | None:
+    """The one-letter state of `pid` (R, S, D, Z, ...), or None if there is no such process."""
+    try:
+        with open(f"{proc_root}/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return data[data.rindex(b")") + 2 :].split()[0].decode()
+
+
+def is_alive(pid: int, expected_start_time: int, proc_root: str = "/proc") -> bool:
+    """Whether the process recorded as (`pid`, `expected_start_time`) still runs."""
+    if pid <= 0:
+        return False
+    if start_time(pid, proc_root) != expected_start_time:
+        return False
+    return state(pid, proc_root) not in (None, "Z", "X")
+
+
+async def wait_exit(pid: int, expected_start_time: int, timeout_s: float | None) -> bool:
+    """Wait until the process (`pid`, `expected_start_time`) has exited; False on timeout
+    (`timeout_s` None waits for ever).
+
+    Uses a pidfd (pidfd_open(2), Linux 5.3): it becomes readable when the process
+    terminates, also for processes that are not crib's children.
+    """
+    if not is_alive(pid, expected_start_time):
+        return True
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        # The pid might have been reused between the check and pidfd_open.
+        if not is_alive(pid, expected_start_time):
+            return True
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(pidfd, readable)
+        try:
+            await asyncio.wait_for(exited, timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(pidfd)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(pidfd)
+
+
+def set_child_subreaper() -> None:
+    """Make this process the reaper of its orphaned descendants (prctl(2)).
+
+    conmon double-forks: its monitor process is re-parented to the nearest subreaper, or
+    to PID 1. Making the daemon the subreaper means crib reaps its conmons itself
+    (`reap_child`) instead of relying on an init that may not reap (user-asks #19).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+
+
+def reap_child(pid: int) -> int | None:
+    """waitpid(pid, WNOHANG) for an adopted child; its wait status, or None if it still
+    runs or is not crib's child (e.g. adopted by init after a crib restart).
+
+    Call once per pid: after the reap the number may be reused by another child.
+    """
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return status if reaped == pid else None
+
+
+async def wait_and_reap(pid: int, timeout_s: float) -> bool:
+    """Wait for an adopted child (a conmon) to exit, then reap it; False on timeout."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(pidfd, readable)
+        try:
+            await asyncio.wait_for(exited, timeout_s)
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(pidfd)
+        reap_child(pid)
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(pidfd)
