@@ -98,7 +98,7 @@ class SubprocessPluginExec:
             stdout, stderr = await asyncio.wait_for(process.communicate(stdin_data), timeout_s)
         except TimeoutError:
             _kill_group(process.pid)
-            await process.wait()
+            await process.communicate()  # reap it and close its pipes
             raise CniTimeoutError(
                 f"cni plugin {plugin} {command} did not finish within {timeout_s:g} s; killed it"
             ) from None
@@ -106,7 +106,7 @@ class SubprocessPluginExec:
             # Cancelled (crib shutting down): never leave a plugin running on its own.
             _kill_group(process.pid)
             with contextlib.suppress(ProcessLookupError):
-                await asyncio.shield(process.wait())
+                await asyncio.shield(process.communicate())
             raise
         if stderr:
             log.debug(

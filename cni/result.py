@@ -106,8 +106,11 @@ def _strs(value: object, what: str) -> tuple[str, ...]:
 
 
 def _address(value: object) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    text = _str(value, "ips[].address")
+    if "/" not in text:
+        raise CniResultError(f"cni result: bad address {value!r} (want CIDR form)")
     try:
-        return ipaddress.ip_interface(_str(value, "ips[].address"))
+        return ipaddress.ip_interface(text)
     except ValueError:
         raise CniResultError(f"cni result: bad address {value!r} (want CIDR form)") from None
 

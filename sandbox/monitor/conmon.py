@@ -37,6 +37,7 @@ import json
 import os
 import signal
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 from sandbox.monitor.errors import MonitorCreateError, MonitorError, MonitorTimeoutError
@@ -99,11 +100,20 @@ class ExecSyncResult:
 class Conmon:
     """The conmon binary plus the directories every container shares."""
 
-    def __init__(self, binary: str, exit_dir: str, socket_dir: str, log_level: str = "error"):
+    def __init__(
+        self,
+        binary: str,
+        exit_dir: str,
+        socket_dir: str,
+        log_level: str = "error",
+        extra_env: Mapping[str, str] | None = None,
+    ):
         self.binary = binary
         self.exit_dir = exit_dir
         self.socket_dir = socket_dir
         self.log_level = log_level
+        # conmon gets exactly PATH, XDG_RUNTIME_DIR and these (CRI-O's monitor_env).
+        self.extra_env = dict(extra_env or {})
 
     # -- command lines (pure) ---------------------------------------------------------------
 
@@ -206,6 +216,7 @@ class Conmon:
         sync_parent, sync_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         start_parent, start_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {
+            **self.extra_env,
             "PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"),
             "_OCI_SYNCPIPE": str(sync_child.fileno()),
             "_OCI_STARTPIPE": str(start_child.fileno()),
@@ -243,7 +254,7 @@ class Conmon:
                 pid = _read_pid(os.path.join(cwd, CONMON_PIDFILE))
                 if pid:
                     _kill(pid)
-                await asyncio.shield(process.wait())
+                await asyncio.shield(process.communicate())
                 raise
             _, stderr = await process.communicate()
             if not line:

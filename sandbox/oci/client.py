@@ -130,7 +130,7 @@ class RuntimeClient:
             )
         except TimeoutError:
             _kill_group(process.pid)
-            await process.wait()
+            await process.communicate()  # reap it and close its pipes
             raise OciRuntimeTimeoutError(
                 f"{self.name} {command} did not finish within {timeout_s or self.timeout_s:g} s",
                 command,
@@ -138,7 +138,7 @@ class RuntimeClient:
         except BaseException:
             _kill_group(process.pid)
             with contextlib.suppress(ProcessLookupError):
-                await asyncio.shield(process.wait())
+                await asyncio.shield(process.communicate())
             raise
         if process.returncode != 0:
             message = stderr_message(stderr) or f"exit status {process.returncode}"

@@ -107,7 +107,6 @@ def test_update_runtime_config_records_pod_cidr(crib: CribDaemon) -> None:
 @pytest.mark.parametrize(
     ("service", "rpc", "request_type"),
     [
-        ("runtime", "RunPodSandbox", pb.RunPodSandboxRequest),
         ("runtime", "CreateContainer", pb.CreateContainerRequest),
         ("runtime", "UpdatePodSandboxResources", pb.UpdatePodSandboxResourcesRequest),
         ("images", "PullImage", pb.PullImageRequest),
@@ -128,8 +127,9 @@ def test_accepts_messages_over_the_4mib_grpc_default(crib: CribDaemon) -> None:
     big = pb.RunPodSandboxRequest(config=pb.PodSandboxConfig(annotations={"big": "x" * (12 << 20)}))
     with pytest.raises(grpc.RpcError) as err:
         crib.runtime().RunPodSandbox(big)
-    # Refused by the handler, not by the transport's message limit.
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # Refused by the handler (no metadata), not by the transport's message limit.
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "config.metadata is required" in err.value.details()
 
 
 def test_second_crib_on_same_state_refused_naming_first_pid(crib: CribDaemon) -> None:
