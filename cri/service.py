@@ -83,6 +83,10 @@ class CriService:
         """The client of runtime handler `handler` (a key of `config.runtimes`)."""
         client = self._runtime_clients.get(handler)
         if client is None:
+            if handler not in self.config.runtimes:
+                raise OciRuntimeMissingError(
+                    f"runtime handler {handler!r} is not configured (config key runtimes)"
+                )
             path = resolve(self.config.runtimes[handler].path)
             if path is None:
                 raise OciRuntimeMissingError(

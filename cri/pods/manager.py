@@ -37,7 +37,7 @@ from cni.cache import Attachment
 from cni.errors import CniError
 from cni.manager import CniManager, PodNetwork, attachment_result
 from common.binaries import resolve
-from common.errors import DomainError, InvalidArgumentError
+from common.errors import DomainError, FailedPreconditionError, InvalidArgumentError
 from cri.config import Config
 from cri.pods import validate
 from cri.pods.records import (
@@ -51,8 +51,9 @@ from cri.pods.undo import UndoStack
 from cri.store import KeyedLock, NameReservedError, Record, RecordStore, Registrar
 from sandbox.monitor import proc
 from sandbox.oci.client import RuntimeClient
+from sandbox.oci.errors import OciRuntimeError
 from sandbox.pod import cgroup, files, pins, rootfs
-from sandbox.pod.errors import PodError
+from sandbox.pod.errors import PodConfigError, PodError
 from sandbox.pod.pause import PauseProcess, PauseRunner
 from sandbox.pod.spec import PauseSpec, allowed_oom_score_adj, pause_config
 
@@ -193,8 +194,13 @@ class PodManager:
         if self._pause_args is None:
             binary = resolve(self.config.pause[0])
             if binary is None:
-                raise PodError(f"pause: {self.config.pause[0]} not found (config key 'pause')")
-            in_root = rootfs.ensure_rootfs(self.pause_rootfs, binary)
+                raise FailedPreconditionError(
+                    f"pause: {self.config.pause[0]} not found (config key 'pause')"
+                )
+            try:
+                in_root = rootfs.ensure_rootfs(self.pause_rootfs, binary)
+            except PodConfigError as err:
+                raise FailedPreconditionError(f"{err} (config key 'pause')") from None
             self._pause_args = (in_root, *self.config.pause[1:])
         return self._pause_args
 
@@ -452,7 +458,20 @@ class PodManager:
         """Delete the pause (`delete --force` kills it if it runs), then any cgroup leaf
         the runtime left behind."""
         runtime = self.runtime_client(record.metadata.runtime_handler)
-        await self.runner.delete(runtime, record.record_id)
+        try:
+            await self.runner.delete(runtime, record.record_id)
+        except OciRuntimeError as err:
+            # A runtime that cannot delete what it never created must not make the pod
+            # unremovable: when no process is left in the pause's cgroup and the recorded
+            # pause is gone, there is nothing the runtime could still release but its
+            # own state files.
+            alive = record.status.pause is not None and record.status.pause.is_alive()
+            still_there = await asyncio.to_thread(cgroup.processes, record.metadata.cgroups_path)
+            if alive or still_there:
+                raise
+            log.warning(
+                "sandbox %s: %s; nothing of the pause is left, going on", record.record_id, err
+            )
         if pause is not None and not await proc.wait_exit(
             pause.pid, pause.start_time, self.stop_timeout_s
         ):

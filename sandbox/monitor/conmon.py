@@ -202,13 +202,20 @@ class Conmon:
                 f"create {spec.container_id}: conmon reported no pid within"
                 f" {spec.timeout_s:g} s; killed it"
             ) from None
+        except MonitorCreateError as err:
+            # conmon reports nothing when the runtime failed without a word on stderr.
+            raise MonitorCreateError(
+                f"create {spec.container_id} with {spec.runtime_path}: {err}"
+            ) from None
         conmon_pid = _read_pid(spec.conmon_pidfile)
         pid = message.get("pid")
         if not isinstance(pid, int) or pid <= 0:
             if conmon_pid:
                 _kill(conmon_pid)
             detail = str(message.get("message", "")).strip() or "no reason given"
-            raise MonitorCreateError(f"create {spec.container_id}: {' '.join(detail.split())}")
+            raise MonitorCreateError(
+                f"create {spec.container_id} with {spec.runtime_path}: {' '.join(detail.split())}"
+            )
         return Created(container_pid=pid, conmon_pid=conmon_pid)
 
     async def _spawn(self, argv: list[str], cwd: str, timeout_s: float) -> dict[str, Any]:

@@ -97,3 +97,18 @@ def exists(cgroups_path: str, root: str = CGROUP_ROOT) -> bool:
     """Whether the leaf exists in any hierarchy."""
     relative = cgroups_path.lstrip("/")
     return any(os.path.isdir(os.path.join(h, relative)) for h in hierarchies(root))
+
+
+def processes(cgroups_path: str, root: str = CGROUP_ROOT) -> set[int]:
+    """The pids in the leaf, over every hierarchy (empty if the leaf does not exist)."""
+    relative = cgroups_path.lstrip("/")
+    found: set[int] = set()
+    if not relative or ".." in relative.split("/"):
+        return found
+    for hierarchy in hierarchies(root):
+        try:
+            with open(os.path.join(hierarchy, relative, "cgroup.procs")) as f:
+                found.update(int(line) for line in f if line.strip())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return found

@@ -313,3 +313,15 @@ def test_pause_that_cannot_start_undoes_everything(crib: PodCrib) -> None:
         crib.run_pod(config)
     assert "cpod_no_such_sysctl" in err.value.details()
     assert_nothing_left(crib)
+
+
+def test_runtime_that_cannot_even_delete_still_leaves_nothing(handler: str) -> None:
+    # A handler whose binary fails every command (create and delete alike): the undo finds
+    # no process in the pause's cgroup and finishes instead of keeping a record forever.
+    with pod_crib(handler, runtimes={"broken": {"path": "/bin/false"}}) as crib:
+        with pytest.raises(grpc.RpcError) as err:
+            crib.runtime().RunPodSandbox(
+                pb.RunPodSandboxRequest(config=crib.pod_config("never"), runtime_handler="broken")
+            )
+        assert "/bin/false" in err.value.details()
+        assert_nothing_left(crib)

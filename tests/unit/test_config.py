@@ -31,6 +31,7 @@ def test_defaults_match_design(tmp_path: pathlib.Path) -> None:
     assert config.cni.bin_dirs == ("/usr/lib/cni", "/opt/cni/bin")
     assert config.cni.default_network.bridge == "crib0"
     assert config.cni.default_network.subnet == "10.88.0.0/16"
+    assert config.cni.plugin_timeout_s == 60.0
     assert config.streaming.address == "127.0.0.1"
     assert config.streaming.port == 0
     assert config.metrics.address == ""
@@ -102,6 +103,7 @@ def test_unknown_key_named(tmp_path: pathlib.Path, text: str, key: str) -> None:
         ("metrics: {address: 'x:y'}\n", "metrics.address", "x:y"),
         ("cni: {default_network: {subnet: 10.88/99}}\n", "cni.default_network.subnet", "10.88/99"),
         ("cni: {bin_dirs: [relative]}\n", "cni.bin_dirs[0]", "relative"),
+        ("cni: {plugin_timeout_s: 0}\n", "cni.plugin_timeout_s", 0.0),
         ("registries: {a.io: {mirrors: ['ftp://x']}}\n", "registries.a.io.mirrors[0]", "ftp://x"),
         ("registries: {a.io: {insecure: 'yes'}}\n", "registries.a.io.insecure", "yes"),
         ("pause: []\n", "pause", []),
