@@ -367,6 +367,24 @@ class PodManager:
             lambda old: old.moved_to(SandboxState.NOT_READY, message=message),
         )
 
+    async def check_network(self, sandbox_id: str) -> str:
+        """CNI CHECK of a ready sandbox's attachment: "ok", "not supported by the network",
+        or the plugin's error. Run for verbose PodSandboxStatus only: kubelet's frequent
+        non-verbose polls are answered from memory (user-asks #17)."""
+        async with self.locks.hold(sandbox_id):
+            record = self.store.get(sandbox_id)
+            if record is None or record.status.state is not SandboxState.READY:
+                return "sandbox is not ready"
+            attachment = record.status.attachment
+            if attachment is None:
+                return "no network attachment (host network)"
+            netns = record.status.namespace_paths.get("net", "")
+            try:
+                checked = await self.cni.check(attachment, netns)
+            except CniError as err:
+                return f"failed: {err}"
+            return "ok" if checked else "not supported by the network"
+
     # -- StopPodSandbox ----------------------------------------------------------------------
 
     async def stop(self, sandbox_id: str) -> None:

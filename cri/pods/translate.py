@@ -75,7 +75,7 @@ def pod_sandbox_status(record: SandboxRecord) -> pb.PodSandboxStatus:
     )
 
 
-def verbose_info(record: SandboxRecord) -> dict[str, str]:
+def verbose_info(record: SandboxRecord, cni_check: str = "") -> dict[str, str]:
     """Status verbose info: one `info` key holding JSON, as containerd and CRI-O do
     (crictl inspectp prints it)."""
     meta, status = record.metadata, record.status
@@ -98,4 +98,6 @@ def verbose_info(record: SandboxRecord) -> dict[str, str]:
     if status.attachment is not None:
         info["cniNetwork"] = status.attachment.network.name
         info["cniResult"] = status.attachment.result
+    if cni_check:
+        info["cniCheck"] = cni_check
     return {"info": json.dumps(info)}

@@ -35,8 +35,10 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -304,14 +306,33 @@ class Conmon:
     ) -> ExecSyncResult:
         """Run `process_spec` (an OCI process object) in a running container and wait.
 
-        Output is captured through conmon's k8s-file log in `work_dir` (capped at 16 MiB
-        per stream). With `timeout_s` > 0, conmon kills the process when it expires and
-        the result is exit code -1 with "command timed out" on stderr, as CRI-O returns.
+        Output is captured through conmon's k8s-file log in a private directory made (and
+        removed) under `work_dir`, capped at 16 MiB per stream. With `timeout_s` > 0,
+        conmon kills the process when it expires and the result is exit code -1 with
+        "command timed out" on stderr, as CRI-O returns.
         """
         os.makedirs(work_dir, mode=0o700, exist_ok=True)
-        spec_path = os.path.join(work_dir, "exec-process.json")
-        log_path = os.path.join(work_dir, "exec.log")
-        pidfile = os.path.join(work_dir, "exec-pid")
+        # One private directory per exec: concurrent ExecSyncs never share a log.
+        exec_dir = tempfile.mkdtemp(prefix="exec-", dir=work_dir)
+        try:
+            return await self._exec_sync(
+                container_id, runtime_path, runtime_root, process_spec, exec_dir, timeout_s
+            )
+        finally:
+            shutil.rmtree(exec_dir, ignore_errors=True)
+
+    async def _exec_sync(
+        self,
+        container_id: str,
+        runtime_path: str,
+        runtime_root: str,
+        process_spec: dict[str, Any],
+        exec_dir: str,
+        timeout_s: int,
+    ) -> ExecSyncResult:
+        spec_path = os.path.join(exec_dir, "process.json")
+        log_path = os.path.join(exec_dir, "exec.log")
+        pidfile = os.path.join(exec_dir, "exec-pid")
         with open(spec_path, "w") as f:
             json.dump(process_spec, f)
         argv = self.exec_sync_argv(
@@ -326,11 +347,16 @@ class Conmon:
         )
         # conmon enforces the timeout itself; crib's bound only guards against a hung conmon.
         guard_s = (timeout_s + 30) if timeout_s > 0 else None
-        message = await self._spawn(argv, work_dir, guard_s or 24 * 3600.0)
+        try:
+            message = await self._spawn(argv, exec_dir, guard_s or 24 * 3600.0)
+        except TimeoutError:
+            raise MonitorTimeoutError(
+                f"exec in {container_id}: conmon did not finish {guard_s} s after starting"
+            ) from None
         code = message.get("exit_code")
         text = str(message.get("message", ""))
         stdout, stderr = read_k8s_log(log_path)
-        if text == EXEC_TIMED_OUT_MESSAGE or (timeout_s > 0 and "timed out" in text):
+        if text == EXEC_TIMED_OUT_MESSAGE:
             return ExecSyncResult(-1, stdout, stderr + EXEC_TIMED_OUT_MESSAGE.encode(), True)
         if not isinstance(code, int):
             raise MonitorError(f"exec in {container_id}: conmon sent no exit code: {message}")

@@ -208,3 +208,19 @@ def test_pid_namespace_modes(crib: PodCrib) -> None:
             assert crib.status(sandbox_id).status.linux.namespaces.options.pid == mode
         finally:
             crib.remove_pod(sandbox_id)
+
+
+def test_verbose_status_runs_cni_check(crib: PodCrib) -> None:
+    sandbox_id = crib.run_pod()
+    try:
+        info = crib.info(sandbox_id)
+        assert info["cniCheck"] == "ok"
+        assert info["cniNetwork"] == crib.network.name
+        ip = crib.status(sandbox_id).status.network.ip
+        in_netns(info["namespaces"]["net"], "ip", "addr", "del", f"{ip}/24", "dev", "eth0")
+        check = crib.info(sandbox_id)["cniCheck"]
+        assert check.startswith("failed: cni plugin bridge CHECK failed")
+        # kubelet's plain status polls do not run plugins
+        assert crib.status(sandbox_id).status.state == pb.PodSandboxState.SANDBOX_READY
+    finally:
+        crib.remove_pod(sandbox_id)
