@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -51,7 +52,7 @@ from cri.pods.undo import UndoStack
 from cri.store import KeyedLock, NameReservedError, Record, RecordStore, Registrar
 from sandbox.monitor import proc
 from sandbox.oci.client import RuntimeClient
-from sandbox.oci.errors import OciRuntimeError
+from sandbox.oci.errors import OciRuntimeError, OciRuntimeMissingError
 from sandbox.pod import cgroup, files, pins, rootfs
 from sandbox.pod.errors import PodConfigError, PodError
 from sandbox.pod.pause import PauseProcess, PauseRunner
@@ -401,10 +402,9 @@ class PodManager:
     async def _stop_locked(self, record: SandboxRecord) -> SandboxRecord:
         sandbox_id, meta, status = record.record_id, record.metadata, record.status
         await self.containers.stop_pod_containers(sandbox_id)
-        runtime = self.runtime_client(meta.runtime_handler)
         first_error: DomainError | None = None
         if status.state is not SandboxState.NOT_READY or (status.pause and status.pause.is_alive()):
-            await self.runner.stop(runtime, sandbox_id, status.pause, self.stop_timeout_s)
+            await self._kill_pause(record)
         torn_down = status.network_torn_down or meta.namespaces.host_network
         if not torn_down:
             try:
@@ -416,24 +416,36 @@ class PodManager:
             await asyncio.to_thread(files.unmount_shm, files.PodFiles.under(meta.run_dir).shm)
         except PodError as err:
             first_error = first_error or err
-        stopped_at_ns = status.stopped_at_ns or time.time_ns()
-        message = status.message
-        if status.state is SandboxState.READY:
-            message = ""
-        new_status = await asyncio.to_thread(
-            self.store.update_status,
-            sandbox_id,
-            lambda old: old.moved_to(
-                SandboxState.NOT_READY,
-                network_torn_down=torn_down,
-                stopped_at_ns=stopped_at_ns,
-                message=message,
-            ),
+        message = "" if status.state is SandboxState.READY else status.message
+        new_status = status.moved_to(
+            SandboxState.NOT_READY,
+            network_torn_down=torn_down,
+            stopped_at_ns=status.stopped_at_ns or time.time_ns(),
+            message=message,
         )
+        if new_status != status:  # a repeated Stop writes nothing
+            await asyncio.to_thread(self.store.update_status, sandbox_id, lambda _: new_status)
         if first_error is not None:
             raise first_error
         log.info("sandbox %s stopped", sandbox_id)
         return dataclasses.replace(record, status=new_status)
+
+    async def _kill_pause(self, record: SandboxRecord) -> None:
+        """Kill the pause through its runtime; if the handler is gone from the config, kill
+        the recorded process itself so the pod can still be stopped."""
+        pause = record.status.pause
+        try:
+            runtime: RuntimeClient | None = self.runtime_client(record.metadata.runtime_handler)
+        except OciRuntimeMissingError as err:
+            log.warning("sandbox %s: %s; killing the pause directly", record.record_id, err)
+            runtime = None
+        if runtime is not None:
+            await self.runner.stop(runtime, record.record_id, pause, self.stop_timeout_s)
+        elif pause is not None and pause.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pause.pid, signal.SIGKILL)
+            if not await proc.wait_exit(pause.pid, pause.start_time, self.stop_timeout_s):
+                raise PodError(f"pause of {record.record_id} (pid {pause.pid}) does not exit")
 
     async def _teardown_network(self, record: SandboxRecord) -> None:
         """CNI DEL for the sandbox, with its pinned netns or CNI_NETNS="" if the pin is
@@ -475,8 +487,8 @@ class PodManager:
     async def _delete_pause(self, record: SandboxRecord, pause: PauseProcess | None) -> None:
         """Delete the pause (`delete --force` kills it if it runs), then any cgroup leaf
         the runtime left behind."""
-        runtime = self.runtime_client(record.metadata.runtime_handler)
         try:
+            runtime = self.runtime_client(record.metadata.runtime_handler)
             await self.runner.delete(runtime, record.record_id)
         except OciRuntimeError as err:
             # A runtime that cannot delete what it never created must not make the pod

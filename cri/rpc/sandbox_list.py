@@ -1,9 +1,15 @@
-"""ListPodSandbox: filters by id (or id prefix), state and labels; memory only."""
+"""ListPodSandbox: filters by id (or id prefix), state and labels; memory only.
+
+A sandbox still being created is not listed (as in CRI-O): kubelet's garbage collector
+must not act on a sandbox whose RunPodSandbox is in flight. After a crash such a record
+is NOT_READY and listed, so kubelet removes it.
+"""
 
 from __future__ import annotations
 
 from cri.api import api_pb2 as pb
 from cri.pods import translate
+from cri.pods.records import SandboxState
 from cri.service import CriService
 
 RPC = "ListPodSandbox"
@@ -22,7 +28,10 @@ async def handle(
     service: CriService, request: pb.ListPodSandboxRequest
 ) -> pb.ListPodSandboxResponse:
     """Every sandbox matching the filter, oldest first."""
-    records = sorted(service.sandboxes.list(), key=lambda r: r.metadata.created_at_ns)
+    records = sorted(
+        (r for r in service.sandboxes.list() if r.status.state is not SandboxState.CREATING),
+        key=lambda r: r.metadata.created_at_ns,
+    )
     items = [translate.pod_sandbox(r) for r in records]
     if request.HasField("filter"):
         items = [item for item in items if matches(item, request.filter)]

@@ -18,6 +18,7 @@ import grpc
 import pytest
 
 from cri.api import api_pb2 as pb
+from sandbox.monitor import proc
 from tests.e2e.pods import PodCrib, echo, echo_server, mounts_under, pod_crib
 from tests.handlers import HANDLERS
 from tests.leakcheck import no_leaks  # noqa: F401 - module-wide leak check
@@ -214,3 +215,22 @@ def test_retry_after_deadline_gets_the_sandbox_being_made(handler: str, record_d
         with open(os.path.join(record_dir, "calls.jsonl")) as f:
             adds = [json.loads(line) for line in f]
         assert [a["command"] for a in adds].count("ADD") == 2  # each pod was made once
+
+
+def test_pod_of_a_handler_removed_from_the_config_can_still_go(handler: str) -> None:
+    with pod_crib(handler, runtimes={"cpod-alias": {"path": handler}}) as crib:
+        config = crib.pod_config("orphaned-handler")
+        sandbox_id = (
+            crib.runtime()
+            .RunPodSandbox(pb.RunPodSandboxRequest(config=config, runtime_handler="cpod-alias"))
+            .pod_sandbox_id
+        )
+        pid = crib.info(sandbox_id)["pid"]
+        crib.daemon.stop()
+        crib.daemon.config["runtimes"] = {"cpod-alias": None}
+        crib.daemon.start()
+        assert crib.status(sandbox_id).status.state == pb.PodSandboxState.SANDBOX_READY
+        crib.remove_pod(sandbox_id)
+        assert crib.list_pods() == []
+        assert crib.network.leases() == []
+        assert proc.state(pid) in (None, "Z")
