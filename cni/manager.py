@@ -168,14 +168,24 @@ class CniManager:
         return tuple(entries)
 
     def network(self) -> NetworkChoice:
-        """The network new pods join; the conf dir is re-read when any file in it changed."""
+        """The network new pods join; the conf dir is re-read when any file in it changed.
+
+        crib's default network is used only when the conf dir holds no configuration file
+        at all: files that are all unusable are the operator's broken network, and pods
+        must not silently land on another one (`CniNotReadyError` naming each file).
+        """
         signature = self._conf_dir_signature()
         if self._choice is None or signature != self._signature:
             found = cniconfig.discover(self.conf_dir)
             if found.network is not None:
                 choice = NetworkChoice(found.network, True, found.skipped)
+            elif found.skipped:
+                raise CniNotReadyError(
+                    f"no usable network configuration in {self.conf_dir}:"
+                    f" {'; '.join(found.skipped)}"
+                )
             else:
-                choice = NetworkChoice(self.default_network, False, found.skipped)
+                choice = NetworkChoice(self.default_network, False)
             if self._choice is None or choice.network != self._choice.network:
                 log.info(
                     "cni network %r from %s%s",
@@ -188,7 +198,10 @@ class CniManager:
 
     def readiness(self) -> Readiness:
         """Ready when the chosen network's plugins (and IPAM, and loopback) all exist."""
-        network = self.network().network
+        try:
+            network = self.network().network
+        except CniNotReadyError as err:
+            return Readiness(False, NOT_READY_REASON, str(err))
         missing = cniconfig.missing_plugins(network, self.bin_dirs)
         if missing:
             return Readiness(
@@ -323,11 +336,11 @@ class CniManager:
                 attachment.container_id,
                 attachment.network.name,
             )
-        network = self.network().network
         try:
+            network = self.network().network
             await self.invoker.gc(network, [(sid, POD_IFNAME) for sid in sorted(live_sandbox_ids)])
         except CniError as err:
-            log.warning("cni gc on network %r: %s", network.name, err)
+            log.warning("cni gc: %s", err)
         return released
 
 

@@ -194,8 +194,3 @@ def parse_result(raw: object) -> Result:
         dns=_dns(raw.get("dns")),
         raw=raw,
     )
-
-
-def empty_result(cni_version: str) -> dict[str, Any]:
-    """The result of a chain whose plugins printed nothing (allowed for 1.0.0 DEL-only chains)."""
-    return {"cniVersion": cni_version}

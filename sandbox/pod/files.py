@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import shutil
 from collections.abc import Sequence
 
 from common import atomicfile
@@ -131,15 +130,6 @@ class PodFiles:
 def write_file(path: str, data: bytes) -> None:
     """Write one pod file (mode 0644: containers running as any user read it)."""
     atomicfile.write_bytes(path, data, mode=0o644)
-
-
-def copy_host_file(source: str, target: str) -> None:
-    """Copy a host file into the pod's run dir (missing source: empty file)."""
-    try:
-        shutil.copyfile(source, target)
-    except FileNotFoundError:
-        write_file(target, b"")
-    os.chmod(target, 0o644)
 
 
 def mount_shm(path: str, size_bytes: int = DEFAULT_SHM_SIZE_BYTES) -> None:

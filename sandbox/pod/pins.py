@@ -103,8 +103,3 @@ def is_pinned(path: str, pid: int = 0, kind: str = "") -> bool:
         return os.stat(path).st_ino == os.stat(f"/proc/{pid}/ns/{kind}").st_ino
     except FileNotFoundError:
         return False
-
-
-def namespace_inode(path: str) -> int:
-    """The namespace's inode number (what `ls -l /proc/<pid>/ns/*` shows in brackets)."""
-    return os.stat(path).st_ino

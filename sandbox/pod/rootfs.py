@@ -10,7 +10,6 @@ linked: nothing else (no libc, no loader) is in the root. Debian's catatonit is.
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 
 from common import atomicfile
@@ -80,8 +79,3 @@ def _same_file_content(a: str, b: str) -> bool:
         return False
     with open(a, "rb") as fa, open(b, "rb") as fb:
         return fa.read() == fb.read()
-
-
-def remove_rootfs(rootfs_dir: str) -> None:
-    """Remove a pause root (tests; the daemon keeps its own for its lifetime)."""
-    shutil.rmtree(rootfs_dir, ignore_errors=True)

@@ -325,3 +325,23 @@ def test_runtime_that_cannot_even_delete_still_leaves_nothing(handler: str) -> N
             )
         assert "/bin/false" in err.value.details()
         assert_nothing_left(crib)
+
+
+def test_bad_cni_config_fails_the_pod_and_leaves_nothing(handler: str) -> None:
+    with pod_crib(handler) as crib:
+        conflist = os.path.join(crib.daemon.config["cni"]["conf_dir"], "10-cpod.conflist")
+        with open(conflist, "w") as f:
+            f.write('{"cniVersion": "1.0.0", "name": "cpod-broken", "plugins": [}')
+        conditions = {
+            c.type: c for c in crib.runtime().Status(pb.StatusRequest()).status.conditions
+        }
+        assert not conditions["NetworkReady"].status
+        assert "10-cpod.conflist" in conditions["NetworkReady"].message
+        with pytest.raises(grpc.RpcError) as err:
+            crib.run_pod(crib.pod_config("no-net"))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "10-cpod.conflist" in err.value.details()
+        assert_nothing_left(crib)
+        crib.write_conflist()  # fixed: the conf dir is re-read
+        crib.remove_pod(crib.run_pod(crib.pod_config("no-net")))
+        assert_nothing_left(crib)

@@ -223,3 +223,19 @@ def test_status_of_1_1_0_network_asks_the_plugins(
     ready = asyncio.run(manager.status())
     assert not ready.ready
     assert "no uplink" in ready.message
+
+
+def test_broken_files_are_not_replaced_by_the_default_network(
+    setup: tuple[CniManager, FakePluginExec, pathlib.Path],
+) -> None:
+    manager, fake, conf_dir = setup
+    (conf_dir / "10-broken.conflist").write_text("{not json")
+    ready = manager.readiness()
+    assert not ready.ready
+    assert "10-broken.conflist" in ready.message
+    with pytest.raises(CniNotReadyError, match=r"10-broken\.conflist"):
+        asyncio.run(manager.setup(pod()))
+    assert fake.calls == []
+    write_conflist(conf_dir, "fixed", "20-fixed.conflist")
+    assert manager.network().network.name == "fixed"
+    assert manager.network().skipped  # the broken file is still reported
