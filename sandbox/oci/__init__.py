@@ -1,1 +1,2 @@
-"""The OCI runtime spec and state as plain data, and a client for runc-compatible runtimes."""
+"""The OCI runtime spec and state as plain data, and a client for runc-compatible runtimes
+(`client.py`: crib-runtime, runc, crun through their command line)."""
