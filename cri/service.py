@@ -18,6 +18,7 @@ from common import atomicfile
 from common.errors import FailedPreconditionError, InvalidArgumentError
 from cri.config import Config
 from cri.store import KeyedLock
+from cri.streaming import StreamingServer, UnwiredStreamingRuntime
 
 log = logging.getLogger("crib.service")
 
@@ -40,6 +41,11 @@ class CriService:
         self.locks = KeyedLock()
         self.runtime_state = RuntimeState()
         self.started_at_ns = time.time_ns()
+        # Exec/Attach/PortForward: the handlers mint URLs here (get_exec_url...). The
+        # containers area replaces `streaming.runtime` with one that reaches containers.
+        self.streaming = StreamingServer(
+            UnwiredStreamingRuntime(), config.streaming.address, config.streaming.port
+        )
 
     # -- start-up ---------------------------------------------------------------------------
 
