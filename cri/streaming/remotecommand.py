@@ -75,6 +75,8 @@ SPDY_VERSIONS = {
 SPDY_PROTOCOLS = tuple(SPDY_VERSIONS)
 
 STREAM_TYPE = "streamtype"  # header names arrive lower-cased
+# How long a tty session waits for the client's initial terminal size before starting.
+INITIAL_SIZE_WAIT_S = 0.25
 STDIN, STDOUT, STDERR, ERROR, RESIZE = "stdin", "stdout", "stderr", "error", "resize"
 
 
@@ -176,6 +178,36 @@ async def resize_events(stream: InputStream) -> AsyncIterator[TerminalSize]:
             if size is None:
                 return
             yield size
+
+
+async def first_size(
+    events: AsyncIterator[TerminalSize], wait_s: float = INITIAL_SIZE_WAIT_S
+) -> tuple[TerminalSize | None, AsyncIterator[TerminalSize]]:
+    """The client's initial terminal size (waiting at most `wait_s`) and the later ones.
+
+    client-go sends the initial size as soon as its streams exist, about one round trip
+    after the server saw them; a client that sends none costs `wait_s` once per session.
+    """
+    first = asyncio.ensure_future(anext(events))
+    # Mark the outcome retrieved even if nobody ever iterates `later()`.
+    first.add_done_callback(lambda task: task.cancelled() or task.exception())
+    await asyncio.wait({first}, timeout=wait_s)
+    if first.done():
+        try:
+            return first.result(), events
+        except StopAsyncIteration:
+            return None, events
+
+    async def later() -> AsyncIterator[TerminalSize]:
+        # The first size arrived late: deliver it as a resize, then the rest.
+        try:
+            yield await first
+        except StopAsyncIteration:
+            return
+        async for size in events:
+            yield size
+
+    return None, later()
 
 
 def _terminal_size(document: object) -> TerminalSize | None:
@@ -303,13 +335,17 @@ async def serve_spdy(
             error = None
         if stdin is not None:
             await stdin.close()
-    resize = streams.get(RESIZE) if spec.tty else None
+    resize_stream = streams.get(RESIZE) if spec.tty else None
+    initial_size, resize = None, None
+    if resize_stream is not None:
+        initial_size, resize = await first_size(resize_events(resize_stream))
     stdio = StdioStreams(
         tty=spec.tty,
         stdin=stdin,
         stdout=streams.get(STDOUT),
         stderr=streams.get(STDERR),
-        resize=resize_events(resize) if resize is not None else None,
+        resize=resize,
+        initial_size=initial_size,
     )
     try:
         outcome = await run_session(spec, runtime, stdio, session.closed)
@@ -352,12 +388,18 @@ async def serve_websocket(
         stdin = mux.inputs[Channel.STDIN]
         if not spec.stdin:
             stdin.discard_input()
+        initial_size, resize = None, None
+        if spec.tty:
+            initial_size, resize = await first_size(resize_events(mux.inputs[Channel.RESIZE]))
+        else:
+            mux.inputs[Channel.RESIZE].discard_input()
         stdio = StdioStreams(
             tty=spec.tty,
             stdin=stdin if spec.stdin else None,
             stdout=stdout,
             stderr=stderr,
-            resize=resize_events(mux.inputs[Channel.RESIZE]) if spec.tty else None,
+            resize=resize,
+            initial_size=initial_size,
         )
         outcome = await run_session(spec, runtime, stdio, mux.closed)
         if outcome is None:

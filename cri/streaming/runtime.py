@@ -85,9 +85,11 @@ class StdioStreams:
     """What exec and attach get: the streams the client asked for, and resize events.
 
     With `tty` there is no `stderr` (the CRI forbids tty with stderr: one pty carries
-    both) and `resize` yields the client's terminal sizes, first size first; without a
-    tty `resize` is None. The server closes `stdout`/`stderr` after the runtime returns,
-    so a runtime need not close them itself.
+    both). `initial_size` is the client's terminal size when the session began (clients
+    send it right after setting up their streams): size the pty with it BEFORE starting
+    the process, or `kubectl exec -it ... top` starts at 0x0. `resize` then yields later
+    changes until the client leaves. Without a tty both are None. The server closes
+    `stdout`/`stderr` after the runtime returns, so a runtime need not close them.
     """
 
     tty: bool
@@ -95,6 +97,7 @@ class StdioStreams:
     stdout: OutputStream | None
     stderr: OutputStream | None
     resize: AsyncIterator[TerminalSize] | None
+    initial_size: TerminalSize | None = None
 
 
 class StreamingRuntime(Protocol):

@@ -59,6 +59,11 @@ async def _pump_out(source: asyncio.StreamReader, sink: OutputStream | None) -> 
             await sink.write(data)
 
 
+def _set_size(pty_fd: int, size: TerminalSize) -> None:
+    # TIOCSWINSZ takes struct winsize: rows, columns, then pixel sizes (tty_ioctl(4)).
+    fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", size.height, size.width, 0, 0))
+
+
 class FakeContainer:
     """A local process standing in for a running container's main process."""
 
@@ -90,6 +95,7 @@ class LocalProcessRuntime:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, Any]] = []
         self.resizes: list[TerminalSize] = []
+        self.initial_sizes: list[TerminalSize] = []
         self.containers: dict[str, FakeContainer] = {}
         self.netns_paths: dict[str, str] = {}
         self.running_execs = 0
@@ -145,6 +151,10 @@ class LocalProcessRuntime:
 
     async def _exec_tty(self, cmd: Sequence[str], streams: StdioStreams) -> int:
         master, slave = pty.openpty()
+        if streams.initial_size is not None:
+            # Sized before the process starts, as a runtime must.
+            self.initial_sizes.append(streams.initial_size)
+            _set_size(master, streams.initial_size)
         try:
             process = await asyncio.create_subprocess_exec(
                 "setsid",
@@ -192,8 +202,7 @@ class LocalProcessRuntime:
             assert streams.resize is not None
             async for size in streams.resize:
                 self.resizes.append(size)
-                winsize = struct.pack("HHHH", size.height, size.width, 0, 0)
-                fcntl.ioctl(master, termios.TIOCSWINSZ, winsize)
+                _set_size(master, size)
 
         helpers = [asyncio.ensure_future(pump_output())]
         if streams.stdin is not None:

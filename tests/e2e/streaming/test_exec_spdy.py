@@ -120,21 +120,42 @@ def test_runtime_errors_are_internal_errors() -> None:
     with_server(scenario)
 
 
-def test_tty_with_resize_and_echo() -> None:
+def test_tty_sized_before_start_then_resized_with_echo() -> None:
     async def scenario(server: StreamingServer, runtime: LocalProcessRuntime) -> None:
-        url = server.get_exec_url(exec_request(["sh"], stdin=True, tty=True))
+        url = server.get_exec_url(
+            exec_request(["sh", "-c", "stty size; exec sh"], stdin=True, tty=True)
+        )
         command = await RemoteCommand.spdy(url, stdin=True, tty=True)
         assert "resize" in command._streams
         assert "stderr" not in command._streams
+        # client-go sends the initial size right after creating its streams: the process
+        # must see it from its first instruction.
         await command.resize(132, 43)
+        output = b""
+        while b"43 132" not in output:
+            output += await command.read()
+        await command.resize(100, 20)
         await command.write_stdin(b"stty size; tty; exit 7\n")
         result = await command.finish()
-        output = result.stdout.replace(b"\r\n", b"\n")
-        assert b"43 132\n" in output  # the pty has the client's size
+        output = (output + result.stdout).replace(b"\r\n", b"\n")
+        assert output.startswith(b"43 132\n")  # the very first output: sized before start
+        assert b"20 100\n" in output  # resized while running
         assert b"/dev/pts/" in output  # stdout is a terminal
         assert b"stty size; tty; exit 7" in output  # the terminal echoed our input
         assert result.exit_code == 7
-        assert runtime.resizes == [TerminalSize(width=132, height=43)]
+        assert runtime.initial_sizes == [TerminalSize(width=132, height=43)]
+        assert runtime.resizes == [TerminalSize(width=100, height=20)]
+
+    with_server(scenario)
+
+
+def test_tty_without_a_size_starts_after_a_short_wait() -> None:
+    async def scenario(server: StreamingServer, runtime: LocalProcessRuntime) -> None:
+        url = server.get_exec_url(exec_request(["sh", "-c", "exit 5"], stdin=True, tty=True))
+        command = await RemoteCommand.spdy(url, stdin=True, tty=True)
+        result = await command.finish()
+        assert result.exit_code == 5
+        assert runtime.initial_sizes == []
 
     with_server(scenario)
 

@@ -73,7 +73,7 @@ def test_tty_over_websocket_with_resize() -> None:
         result = await command.finish()
         assert b"30 90" in result.stdout
         assert result.exit_code == 0
-        assert runtime.resizes == [TerminalSize(90, 30)]
+        assert runtime.initial_sizes == [TerminalSize(90, 30)]
 
     with_server(scenario)
 

@@ -9,6 +9,7 @@ from cri.streaming.remotecommand import (
     Outcome,
     encode_status,
     exec_outcome,
+    first_size,
     resize_events,
 )
 from cri.streaming.runtime import StreamClosedError, TerminalSize
@@ -89,3 +90,39 @@ def test_resize_stops_at_garbage_or_a_reset() -> None:
     ]
     assert sizes(Chunks(b'{"Width":70000,"Height":1}')) == []
     assert sizes(Chunks(b'{"Width":5,"Height":6}', reset=True)) == [TerminalSize(5, 6)]
+
+
+class Slow:
+    """An InputStream whose single chunk arrives after `delay_s`."""
+
+    def __init__(self, chunk: bytes, delay_s: float) -> None:
+        self.chunk = chunk
+        self.delay_s = delay_s
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        if not self.chunk:
+            return b""
+        await asyncio.sleep(self.delay_s)
+        chunk, self.chunk = self.chunk, b""
+        return chunk
+
+
+def split(stream: Chunks | Slow, wait_s: float) -> tuple[TerminalSize | None, list[TerminalSize]]:
+    async def go() -> tuple[TerminalSize | None, list[TerminalSize]]:
+        initial, later = await first_size(resize_events(stream), wait_s)
+        return initial, [size async for size in later]
+
+    return asyncio.run(go())
+
+
+def test_the_first_size_is_taken_apart_from_later_ones() -> None:
+    stream = Chunks(b'{"Width":80,"Height":24}', b'{"Width":90,"Height":30}')
+    assert split(stream, 5.0) == (TerminalSize(80, 24), [TerminalSize(90, 30)])
+
+
+def test_a_late_first_size_becomes_a_resize() -> None:
+    assert split(Slow(b'{"Width":7,"Height":8}', 0.2), 0.01) == (None, [TerminalSize(7, 8)])
+
+
+def test_no_size_at_all() -> None:
+    assert split(Chunks(), 5.0) == (None, [])
