@@ -166,6 +166,8 @@ class StreamingServer:
             await _Exchange(self, reader, writer, peer).serve()
         except asyncio.CancelledError:
             pass
+        except (ConnectionError, OSError) as err:
+            log.debug("streaming connection from %s broke: %s", peer, err)
         except Exception as err:  # a bug: log it, drop this connection, keep serving
             log.error("streaming connection from %s failed", peer, exc_info=err)
         finally:

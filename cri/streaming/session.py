@@ -93,14 +93,14 @@ class SpdyStream:
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Up to `max_bytes` of the peer's data; b"" after its FIN.
 
-        Raises `StreamClosedError` once the stream is reset or the session lost (data
-        that arrived before that is still returned first).
+        Raises `StreamClosedError` once the stream is reset or the session lost before
+        the peer's FIN (data that arrived before that is still returned first).
         """
         while not self._chunks:
+            if self.ended:
+                return b""  # the peer's FIN came first: a clean end, whatever followed
             if self.broken:
                 raise StreamClosedError(f"stream {self.stream_id} closed ({self._why()})")
-            if self.ended:
-                return b""
             self._readable.clear()
             await self._readable.wait()
         chunk = self._chunks[0]
