@@ -180,7 +180,7 @@ def parse_signal(value: str) -> int:
         number = int(text)
         if 0 < number < signal.SIGRTMAX + 1:
             return number
-        raise ValueError(value)
+        raise ValueError(f"{value!r} is not a signal")
     if not text.startswith("SIG"):
         text = "SIG" + text
     for base_name, base in (("SIGRTMIN", signal.SIGRTMIN), ("SIGRTMAX", signal.SIGRTMAX)):
@@ -189,13 +189,13 @@ def parse_signal(value: str) -> int:
             number = base + offset
             if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
                 return number
-            raise ValueError(value)
+            raise ValueError(f"{value!r} is not a signal")
+    if text in ("SIGRTMIN", "SIGRTMAX"):
+        return int(signal.SIGRTMIN if text == "SIGRTMIN" else signal.SIGRTMAX)
     try:
         return int(signal.Signals[text])
     except KeyError:
-        if text in ("SIGRTMIN", "SIGRTMAX"):
-            return int(signal.SIGRTMIN if text == "SIGRTMIN" else signal.SIGRTMAX)
-        raise ValueError(value) from None
+        raise ValueError(f"{value!r} is not a signal") from None
 
 
 def cri_signal_number(cri_signal: int) -> int | None:

@@ -206,8 +206,10 @@ def _validate_syscall(rule: Any, position: int, source: str) -> None:
         raise _fail(source, f"{where}.action {rule.get('action')!r} is not a seccomp action")
     if rule.get("errnoRet") is not None:
         _uint(rule["errnoRet"], _UINT32_MAX, f"{where}.errnoRet", source)
-    args = rule.get("args") or []
-    if not isinstance(args, list):
+    args = rule.get("args")
+    if args is None:
+        args = []
+    elif not isinstance(args, list):
         raise _fail(source, f"{where}.args must be a list")
     for number, arg in enumerate(args):
         arg_where = f"{where}.args[{number}]"
@@ -238,15 +240,15 @@ def validate_profile(profile: Any, source: str) -> dict[str, Any]:
         raise _fail(source, "SCMP_ACT_NOTIFY cannot be the default action")
     if profile.get("defaultErrnoRet") is not None:
         _uint(profile["defaultErrnoRet"], _UINT32_MAX, "defaultErrnoRet", source)
+    for key in ("architectures", "archMap", "flags", "syscalls"):
+        if profile.get(key) is not None and not isinstance(profile[key], list):
+            raise _fail(source, f"{key} must be a list")
     if profile.get("architectures") and profile.get("archMap"):
         raise _fail(source, "has both 'architectures' and 'archMap'; use one")
     for arch in profile.get("architectures") or []:
         if arch not in ARCHITECTURES:
             raise _fail(source, f"architecture {arch!r} is unknown")
-    arch_map = profile.get("archMap") or []
-    if not isinstance(arch_map, list):
-        raise _fail(source, "archMap must be a list")
-    for entry in arch_map:
+    for entry in profile.get("archMap") or []:
         if not isinstance(entry, dict):
             raise _fail(source, "archMap entries must be objects")
         _check_keys(entry, frozenset({"architecture", "subArchitectures"}), "archMap", source)
@@ -257,8 +259,6 @@ def validate_profile(profile: Any, source: str) -> dict[str, Any]:
         if flag not in FLAGS:
             raise _fail(source, f"flag {flag!r} is unknown")
     syscalls = profile.get("syscalls") or []
-    if not isinstance(syscalls, list):
-        raise _fail(source, "syscalls must be a list")
     for position, rule in enumerate(syscalls):
         _validate_syscall(rule, position, source)
     notify = any(rule.get("action") == "SCMP_ACT_NOTIFY" for rule in syscalls)
