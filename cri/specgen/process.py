@@ -14,8 +14,10 @@ from cri.api import api_pb2 as pb
 from cri.specgen.errors import SpecInvalidError
 from cri.specgen.inputs import Spec, SpecInputs
 
-# The runtime spec version crib writes; runc, crun and crib-runtime accept it.
-OCI_VERSION = "1.2.0"
+# The runtime spec version crib writes. crun 1.8 (Debian 12) refuses any ociVersion without
+# "1.0" in it ("unknown version specified"); runc ignores the field. Fields crib uses from
+# later spec versions (seccomp defaultErrnoRet, flags, listenerPath) are understood by both.
+OCI_VERSION = "1.0.2"
 
 # PATH for images that set none (containerd's and Docker's default).
 DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
