@@ -6,6 +6,7 @@ is read-only, and every path is taken below `root` so tests can point it at a fi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import platform
@@ -187,18 +188,25 @@ def _devices_below(directory: str) -> list[HostDevice]:
 def lookup_devices(host_path: str) -> list[HostDevice]:
     """Device nodes for a kubelet `Device.host_path`: the node itself, or all below a directory.
 
-    A symlink (/dev/disk/by-id/...) is followed first, as containerd does.
+    A symlink (/dev/disk/by-id/...) is followed to the node it names, as containerd does,
+    but the paths returned stay under `host_path` as given: the single node carries
+    `host_path` itself, nodes below a directory `host_path/<relative path>`, which is how
+    `with_devices` maps them to container paths.
     """
     real = os.path.realpath(host_path)
     try:
         if os.path.isdir(real):
-            return _devices_below(real)
+            base = host_path.rstrip("/")
+            return [
+                dataclasses.replace(d, path=base + d.path[len(real) :])
+                for d in _devices_below(real)
+            ]
         device = device_from_path(real)
     except FileNotFoundError:
         raise SpecInvalidError(f"device host_path {host_path!r} does not exist") from None
     if device is None:
         raise SpecInvalidError(f"device host_path {host_path!r} is not a device node")
-    return [device]
+    return [dataclasses.replace(device, path=host_path)]
 
 
 def list_host_devices(dev_dir: str = "/dev") -> list[HostDevice]:

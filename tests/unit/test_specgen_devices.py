@@ -98,3 +98,14 @@ def test_privileged_gets_every_host_device_and_allow_all() -> None:
     paths = [d["path"] for d in found["devices"]]
     assert paths == ["/dev/fuse", "/dev/null", "/dev/sda", "/dev/snd/controlC0", "/dev/snd/timer"]
     assert found["rules"] == [{"allow": True, "access": "rwm"}]
+
+
+def test_a_single_node_below_a_directory_keeps_its_name() -> None:
+    from tests.unit.test_specgen_support import FAKE_DEVICE_DIRS, HostDevice
+
+    FAKE_DEVICE_DIRS["/dev/one"] = [HostDevice("/dev/one/only", "c", 5, 5, 0o600, 0, 0)]
+    try:
+        found = devices_for(pb.Device(host_path="/dev/one", container_path="/dev/single"))
+    finally:
+        del FAKE_DEVICE_DIRS["/dev/one"]
+    assert [d["path"] for d in found["devices"]] == ["/dev/single/only"]

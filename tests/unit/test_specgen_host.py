@@ -129,10 +129,22 @@ def test_lookup_devices_real_dev_null() -> None:
     assert (null.path, null.type, null.major, null.minor) == ("/dev/null", "c", 1, 3)
 
 
-def test_lookup_devices_follows_a_symlink(tmp_path: pathlib.Path) -> None:
+def test_lookup_devices_follows_a_symlink_but_keeps_the_requested_path(
+    tmp_path: pathlib.Path,
+) -> None:
     (tmp_path / "disk").symlink_to("/dev/null")
     [device] = lookup_devices(str(tmp_path / "disk"))
-    assert device.path == "/dev/null"
+    assert (device.path, device.major, device.minor) == (str(tmp_path / "disk"), 1, 3)
+
+
+def test_lookup_devices_symlinked_directory_keeps_paths_below_the_request(
+    tmp_path: pathlib.Path,
+) -> None:
+    (tmp_path / "devices").symlink_to("/dev")
+    found = {d.path: d for d in lookup_devices(str(tmp_path / "devices"))}
+    null = found[str(tmp_path / "devices" / "null")]
+    assert (null.major, null.minor) == (1, 3)
+    assert not any("/pts/" in path for path in found)
 
 
 def test_lookup_devices_errors(tmp_path: pathlib.Path) -> None:
