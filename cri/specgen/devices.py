@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Sequence
 
-from cri.specgen.errors import SpecInvalidError
+from cri.specgen.errors import SpecInvalidError, SpecUnsupportedError
 from cri.specgen.inputs import HostDevice, Spec, SpecInputs
 from cri.specgen.mounts import clean_container_path
 
@@ -60,7 +60,14 @@ def _container_paths(
 
 
 def with_devices(spec: Spec, inputs: SpecInputs) -> Spec:
-    """Device nodes from the config's Devices (all host devices when privileged)."""
+    """Device nodes from the config's Devices (all host devices when privileged).
+
+    CDI devices (ContainerConfig.CDI_devices) need a CDI spec registry crib does not have:
+    they are refused rather than silently dropped (containerd with CDI disabled does too).
+    """
+    if inputs.config.CDI_devices:
+        names = ", ".join(device.name for device in inputs.config.CDI_devices)
+        raise SpecUnsupportedError(f"CDI devices ({names}) were requested but CDI is not supported")
     devices: list[dict[str, object]] = []
     rules: list[dict[str, object]] = [dict(DENY_ALL)]
     seen: set[str] = set()

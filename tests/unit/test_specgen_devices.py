@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cri.api import api_pb2 as pb
-from cri.specgen import SpecInvalidError
+from cri.specgen import SpecInvalidError, SpecUnsupportedError
 from cri.specgen.devices import with_devices
 from tests.unit.test_specgen_support import (
     container_config,
@@ -109,3 +109,10 @@ def test_a_single_node_below_a_directory_keeps_its_name() -> None:
     finally:
         del FAKE_DEVICE_DIRS["/dev/one"]
     assert [d["path"] for d in found["devices"]] == ["/dev/single/only"]
+
+
+def test_cdi_devices_are_refused_not_dropped() -> None:
+    config = container_config()
+    config.CDI_devices.append(pb.CDIDevice(name="vendor.com/gpu=0"))
+    with pytest.raises(SpecUnsupportedError, match=r"CDI devices \(vendor.com/gpu=0\)"):
+        with_devices(empty_spec(), make_inputs(config))
