@@ -220,9 +220,11 @@ class RegistryClient:
         every attempt failed to connect or got a 5xx."""
         creds = credentials if endpoint.send_credentials else None
         last_error = ""
-        for attempt in range(self.attempts):
+        attempt = 0
+        while attempt < self.attempts:
             if attempt:
                 await asyncio.sleep(self.backoff_s * (2 ** (attempt - 1)))
+            attempt += 1
             base = self._base(endpoint)
             url = base + path
             if query:
@@ -252,6 +254,8 @@ class RegistryClient:
                     plain = "http://" + base.removeprefix("https://")
                     log.info("%s: TLS failed (%s), using %s", base, _describe(err), plain)
                     self._downgraded[endpoint.base_url] = plain
+                    attempt -= 1  # not a failed attempt: retry at once over plain HTTP
+                    continue
                 last_error = _describe(err)
                 continue
             except (httpx.TransportError, OSError) as err:

@@ -221,7 +221,8 @@ class ImageService:
         except BaseException as err:
             self.metrics.pulls_failed_total += 1
             elapsed_s = time.monotonic() - started_s
-            log.warning("pull of %s failed after %.1f s: %s", what, elapsed_s, err)
+            # The edge logs the failure for the caller; this line is for pulls nobody awaits.
+            log.debug("pull of %s failed after %.1f s: %s", what, elapsed_s, err)
             raise
         finally:
             progress.stop()

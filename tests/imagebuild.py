@@ -391,7 +391,11 @@ class Pusher:
             self.headers["Authorization"] = f"Basic {token}"
 
     def _request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> http.client.HTTPResponse:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         all_headers = dict(self.headers)
@@ -410,11 +414,9 @@ class Pusher:
         if response.status != 202:
             raise PushError(f"start upload to {repo}: HTTP {response.status}")
         location = urllib.parse.urlsplit(response.headers["Location"])
-        query = urllib.parse.parse_qsl(location.query) + [("digest", digest)]
+        query = [*urllib.parse.parse_qsl(location.query), ("digest", digest)]
         path = f"{location.path}?{urllib.parse.urlencode(query)}"
-        response = self._request(
-            "PUT", path, data, {"Content-Type": "application/octet-stream"}
-        )
+        response = self._request("PUT", path, data, {"Content-Type": "application/octet-stream"})
         if response.status != 201:
             raise PushError(f"upload {digest} to {repo}: HTTP {response.status}")
         return digest
