@@ -126,6 +126,9 @@ class ImageService:
         self.index.load()
         self._pinned = []
         for name in self.config.pinned_images:
+            if reference.IMAGE_ID_RE.match(name.removeprefix("sha256:")):
+                self._pinned.append(name)
+                continue
             try:
                 self._pinned.append(reference.parse(name))
             except InvalidReferenceError:
