@@ -90,7 +90,12 @@ def endpoints_for(domain: str, hosts: Mapping[str, RegistryHost]) -> list[Endpoi
         url = mirror if "://" in mirror else f"https://{mirror}"
         parts = urllib.parse.urlsplit(url)
         base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-        result.append(Endpoint(base, mirror=True, insecure=host.insecure, send_credentials=False))
+        # Credentials are the registry's: a mirror only gets them when it is that same host.
+        result.append(
+            Endpoint(
+                base, mirror=True, insecure=host.insecure, send_credentials=parts.netloc == domain
+            )
+        )
     if host.upstream:
         netloc = DOCKER_HUB_ENDPOINT if domain == DEFAULT_DOMAIN else domain
         result.append(

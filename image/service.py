@@ -206,12 +206,18 @@ class ImageService:
         if task is None:
             task = asyncio.create_task(self._pull(ref, credentials))
             self._pulls[key] = task
-            task.add_done_callback(lambda _t: self._pulls.pop(key, None))
+            task.add_done_callback(functools.partial(self._pull_done, key))
         else:
             self.metrics.pulls_joined_total += 1
             log.info("pull of %s joins the one in flight", ref)
         # The pull goes on if this caller is cancelled: a retry joins it.
         return await asyncio.shield(task)
+
+    def _pull_done(self, key: tuple[str, str], task: asyncio.Task[ImageRecord]) -> None:
+        if self._pulls.get(key) is task:
+            del self._pulls[key]
+        if not task.cancelled():
+            task.exception()  # a pull whose callers all went away fails quietly (logged above)
 
     async def _pull(self, ref: Reference, credentials: Credentials | None) -> ImageRecord:
         what = str(ref)
@@ -276,7 +282,7 @@ class ImageService:
             manifest.layer_compression(desc)  # refuse unknown layer types before any download
         image_id = doc.config.digest
         content[image_id] = config_body
-        leased = [*config.diff_ids, *content]
+        leased = [*config.diff_ids, *content, *(desc.digest for desc in doc.layers)]
         self._leases.update(leased)
         try:
             await self._ensure_layers(session, doc.layers, config.diff_ids, progress)
@@ -310,36 +316,63 @@ class ImageService:
         diff_ids: tuple[str, ...],
         progress: PullProgress,
     ) -> None:
-        tasks: list[asyncio.Task[None]] = []
+        """Make every layer present: reuse, join another pull's download, or fetch it."""
+        waits: list[asyncio.Task[None]] = []
         own: list[asyncio.Task[None]] = []
         for i, (desc, diff_id) in enumerate(zip(layers, diff_ids, strict=True)):
             if self.snapshots.has_layer(diff_id):
                 self.metrics.layers_reused_total += 1
-                tasks.append(asyncio.create_task(asyncio.sleep(0)))
                 continue
-            task = self._layer_tasks.get(diff_id)
-            if task is None:
-                lowers = diff_ids[:i]
-                prior = list(tasks)
+            prior = list(waits)
 
-                async def lowers_ready(prior: list[asyncio.Task[None]] = prior) -> None:
-                    await asyncio.gather(*prior)
+            async def lowers_ready(prior: list[asyncio.Task[None]] = prior) -> None:
+                await asyncio.gather(*prior)
 
+            def start(
+                desc: Descriptor = desc,
+                diff_id: str = diff_id,
+                lowers: tuple[str, ...] = diff_ids[:i],
+                lowers_ready: Callable[[], Awaitable[None]] = lowers_ready,
+            ) -> asyncio.Task[None]:
                 task = asyncio.create_task(
                     self._fetch_and_unpack(session, desc, diff_id, lowers, lowers_ready, progress)
                 )
                 self._layer_tasks[diff_id] = task
                 task.add_done_callback(functools.partial(self._layer_done, diff_id))
                 own.append(task)
-            tasks.append(task)
+                return task
+
+            shared = self._layer_tasks.get(diff_id)
+            waits.append(asyncio.create_task(self._join_layer(diff_id, shared or start(), start)))
         try:
-            await asyncio.gather(*(asyncio.shield(t) for t in tasks))
+            await asyncio.gather(*waits)
         except BaseException:
-            # Stop this pull's other downloads; layers other pulls started are theirs.
-            for task in own:
+            # Stop this pull's other downloads (a retry reuses what was committed); layers
+            # other pulls started are theirs to finish.
+            for task in (*waits, *own):
                 task.cancel()
-            await asyncio.gather(*own, return_exceptions=True)
+            await asyncio.gather(*waits, *own, return_exceptions=True)
             raise
+
+    async def _join_layer(
+        self,
+        diff_id: str,
+        task: asyncio.Task[None],
+        start: Callable[[], asyncio.Task[None]],
+    ) -> None:
+        """Wait for a layer task; if the pull that owned it gave up (cancelled it) while this
+        one still wants the layer, fetch it again."""
+        while True:
+            try:
+                await asyncio.shield(task)
+                return
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not task.cancelled() or (current is not None and current.cancelling()):
+                    raise
+            if self.snapshots.has_layer(diff_id):
+                return
+            task = self._layer_tasks.get(diff_id) or start()
 
     def _layer_done(self, diff_id: str, task: asyncio.Task[None]) -> None:
         if self._layer_tasks.get(diff_id) is task:

@@ -422,3 +422,27 @@ def test_many_layer_image_mounts(tmp_path: pathlib.Path) -> None:
         )
         assert out.returncode == 0, out.stderr
         assert out.stdout == "top59"
+
+
+def test_layer_given_up_by_its_pull_is_fetched_again(tmp_path: pathlib.Path) -> None:
+    with FakeRegistry() as reg:
+        service = make(tmp_path, reg)
+        started: list[str] = []
+
+        async def body() -> None:
+            async def forever() -> None:
+                await asyncio.sleep(3600)
+
+            owned_elsewhere = asyncio.create_task(forever())
+
+            def start() -> asyncio.Task[None]:
+                started.append("again")
+                return asyncio.create_task(asyncio.sleep(0))
+
+            joiner = asyncio.create_task(service._join_layer(BASE.diff_id, owned_elsewhere, start))
+            await asyncio.sleep(0)
+            owned_elsewhere.cancel()  # the pull that owned the download failed
+            await joiner  # this pull still completes: it restarted the layer itself
+
+        run(service, body)
+        assert started == ["again"]
