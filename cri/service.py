@@ -16,8 +16,11 @@ from typing import Any
 
 from common import atomicfile
 from common.errors import FailedPreconditionError, InvalidArgumentError
+from cri import __version__
 from cri.config import Config
 from cri.store import KeyedLock
+from image.registry import RegistryHost
+from image.service import ImageService, ImageServiceConfig
 
 log = logging.getLogger("crib.service")
 
@@ -32,6 +35,21 @@ class RuntimeState:
     pod_cidr: str = ""
 
 
+def image_service_config(config: Config) -> ImageServiceConfig:
+    """The image service's settings from crib's configuration (images live in <root>/images)."""
+    return ImageServiceConfig(
+        root=os.path.join(config.root, "images"),
+        registries={
+            host: RegistryHost(mirrors=r.mirrors, upstream=r.upstream, insecure=r.insecure)
+            for host, r in config.registries.items()
+        },
+        pinned_images=config.pinned_images,
+        max_concurrent_downloads=config.max_concurrent_downloads,
+        pull_progress_timeout_s=config.pull_progress_timeout_s,
+        user_agent=f"crib/{__version__}",
+    )
+
+
 class CriService:
     """State shared by all RPC handlers of one daemon."""
 
@@ -40,6 +58,8 @@ class CriService:
         self.locks = KeyedLock()
         self.runtime_state = RuntimeState()
         self.started_at_ns = time.time_ns()
+        # Images: pulls, the image index, layers and container rootfs snapshots.
+        self.images = ImageService(image_service_config(config))
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -50,6 +70,7 @@ class CriService:
 
     def load(self) -> None:
         """Load persisted state. Raises a `DomainError` naming the file when it is unreadable."""
+        self.images.load()
         path = os.path.join(self.config.root, RUNTIME_CONFIG_FILE)
         atomicfile.sweep_tmp(self.config.root)
         try:
