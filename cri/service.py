@@ -16,9 +16,12 @@ from typing import Any
 
 from common import atomicfile
 from common.errors import FailedPreconditionError, InvalidArgumentError
+from cri import __version__
 from cri.config import Config
 from cri.store import KeyedLock
 from cri.streaming import StreamingServer, UnwiredStreamingRuntime
+from image.registry import RegistryHost
+from image.service import ImageService, ImageServiceConfig
 
 log = logging.getLogger("crib.service")
 
@@ -33,6 +36,21 @@ class RuntimeState:
     pod_cidr: str = ""
 
 
+def image_service_config(config: Config) -> ImageServiceConfig:
+    """The image service's settings from crib's configuration (images live in <root>/images)."""
+    return ImageServiceConfig(
+        root=os.path.join(config.root, "images"),
+        registries={
+            host: RegistryHost(mirrors=r.mirrors, upstream=r.upstream, insecure=r.insecure)
+            for host, r in config.registries.items()
+        },
+        pinned_images=config.pinned_images,
+        max_concurrent_downloads=config.max_concurrent_downloads,
+        pull_progress_timeout_s=config.pull_progress_timeout_s,
+        user_agent=f"crib/{__version__}",
+    )
+
+
 class CriService:
     """State shared by all RPC handlers of one daemon."""
 
@@ -41,6 +59,8 @@ class CriService:
         self.locks = KeyedLock()
         self.runtime_state = RuntimeState()
         self.started_at_ns = time.time_ns()
+        # Images: pulls, the image index, layers and container rootfs snapshots.
+        self.images = ImageService(image_service_config(config))
         # Exec/Attach/PortForward: the handlers mint URLs here (get_exec_url...). The
         # containers area replaces `streaming.runtime` with one that reaches containers.
         self.streaming = StreamingServer(
@@ -56,6 +76,7 @@ class CriService:
 
     def load(self) -> None:
         """Load persisted state. Raises a `DomainError` naming the file when it is unreadable."""
+        self.images.load()
         path = os.path.join(self.config.root, RUNTIME_CONFIG_FILE)
         atomicfile.sweep_tmp(self.config.root)
         try:

@@ -8,13 +8,29 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from cri.rpc import runtime_config, runtime_config_update, runtime_status, runtime_version
+from cri.rpc import (
+    image_fs_info,
+    image_list,
+    image_pull,
+    image_remove,
+    image_status,
+    runtime_config,
+    runtime_config_update,
+    runtime_status,
+    runtime_version,
+)
 
 _MODULES: tuple[ModuleType, ...] = (
     runtime_version,
     runtime_status,
     runtime_config,
     runtime_config_update,
+    # ImageService (StreamImages belongs to the observability work).
+    image_list,
+    image_status,
+    image_pull,
+    image_remove,
+    image_fs_info,
 )
 
 HANDLERS = {module.RPC: module.handle for module in _MODULES}
