@@ -22,6 +22,7 @@ from wsproto.events import (
     CloseConnection,
     Event,
     Ping,
+    Pong,
     TextMessage,
 )
 from wsproto.frame_protocol import CloseReason
@@ -63,6 +64,7 @@ class WebSocket:
         self._max_message_bytes = max_message_bytes
         self.remote_closed = asyncio.Event()
         self.close_code: int | None = None
+        self.pong = asyncio.Event()  # set when a pong arrives (our keepalive was answered)
         self.last_activity = asyncio.get_running_loop().time()
         # Events wsproto already produced from bytes read along with the handshake.
         self._pending.extend(self._ws.events())
@@ -102,6 +104,8 @@ class WebSocket:
                         return b"".join(bytes(p) for p in parts)  # type: ignore[arg-type]
                 elif isinstance(event, Ping):
                     self._write(self._ws.send(event.response()))
+                elif isinstance(event, Pong):
+                    self.pong.set()
                 elif isinstance(event, CloseConnection):
                     self.close_code = event.code
                     if self._ws.state is ConnectionState.REMOTE_CLOSING:
@@ -137,6 +141,13 @@ class WebSocket:
             self._write(self._ws.send(TextMessage(data=message)))
         else:
             self._write(self._ws.send(BytesMessage(data=message)))
+
+    def send_ping(self, payload: bytes = b"") -> None:
+        """A keepalive ping (client-go sends one every 5 s and expects the pong)."""
+        if not self.open:
+            raise StreamClosedError("websocket closed")
+        self.pong.clear()
+        self._write(self._ws.send(Ping(payload=payload)))
 
     async def drain(self) -> None:
         """Wait while the peer is slow to read."""

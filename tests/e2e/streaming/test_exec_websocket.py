@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from cri.streaming.client import RemoteCommand
@@ -104,5 +106,20 @@ def test_stdin_over_v4_ends_with_the_connection() -> None:
         assert result.stdout == b"got:abc\n"
         with pytest.raises(ValueError, match="cannot half-close"):
             await command.close_stdin()
+
+    with_server(scenario)
+
+
+def test_pings_are_answered() -> None:
+    # client-go pings every 5 s and gives up after 61 s without a pong.
+    async def scenario(server: StreamingServer, runtime: LocalProcessRuntime) -> None:
+        request = exec_request(["sh", "-c", "read x; echo $x"], stdin=True)
+        command = await RemoteCommand.websocket(server.get_exec_url(request))
+        assert command._socket is not None
+        command._socket.send_ping(b"keepalive")
+        await asyncio.wait_for(command._socket.pong.wait(), 10)
+        await command.write_stdin(b"still here\n")
+        result = await command.finish()
+        assert result.stdout == b"still here\n"
 
     with_server(scenario)
