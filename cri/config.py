@@ -24,6 +24,8 @@ import yaml
 
 from common.errors import InvalidArgumentError
 from common.log import LEVELS
+from image import reference as image_reference
+from image.reference import IMAGE_ID_RE
 
 DEFAULT_CONFIG_PATH = "/etc/crib/crib.yaml"
 CGROUP_DRIVERS = ("cgroupfs", "systemd")
@@ -120,6 +122,11 @@ class Config:
     pause: tuple[str, ...] = ("catatonit", "-P")
     pinned_images: tuple[str, ...] = ()
     registries: dict[str, RegistryConfig] = dataclasses.field(default_factory=_default_registries)
+    # A pull fails when no byte arrived for this long (not a limit on the whole pull: large
+    # images on slow links must finish; containerd image_pull_progress_timeout).
+    pull_progress_timeout_s: float = 300.0
+    # Layer downloads in flight at once, over all pulls (containerd's default is 3).
+    max_concurrent_downloads: int = 3
     cni: CniConfig = CniConfig()
     streaming: StreamingConfig = StreamingConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -302,7 +309,22 @@ def validate(config: Config) -> None:
         raise _bad("conmon", config.conmon, "want a binary name or path")
     if not config.pause or not config.pause[0]:
         raise _bad("pause", list(config.pause), "want a command: [binary, args...]")
+    for i, pinned in enumerate(config.pinned_images):
+        if IMAGE_ID_RE.match(pinned.removeprefix("sha256:")):
+            continue
+        try:
+            image_reference.parse(pinned)
+        except InvalidArgumentError as err:
+            raise _bad(
+                f"pinned_images[{i}]", pinned, f"want an image reference or id ({err})"
+            ) from None
+    if config.pull_progress_timeout_s <= 0:
+        raise _bad("pull_progress_timeout_s", config.pull_progress_timeout_s, "want seconds > 0")
+    if not 1 <= config.max_concurrent_downloads <= 64:
+        raise _bad("max_concurrent_downloads", config.max_concurrent_downloads, "want 1-64")
     for host, registry in config.registries.items():
+        if not image_reference.DOMAIN_RE.match(host):
+            raise _bad(f"registries.{host}", host, "want a registry host[:port] as the key")
         for i, mirror in enumerate(registry.mirrors):
             _check_url(f"registries.{host}.mirrors[{i}]", mirror)
         if not registry.upstream and not registry.mirrors:

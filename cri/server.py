@@ -8,9 +8,11 @@ Start-up order (each step can stop start-up with a one-line error):
      orphan pins and run dirs, and DEL leaked CNI attachments (cni GC)
   3. replace a stale socket left by a killed crib (we hold the lock, so it is nobody's)
   4. serve RuntimeService and ImageService on the unix socket, mode 0660
-Shutdown (SIGTERM or SIGINT): stop accepting calls, let in-flight ones finish for up to
-`drain_timeout_s`, exit 0. Pods and containers keep running: conmon and the pause
-processes do not depend on the daemon.
+  5. serve exec/attach/port-forward on `streaming.address`:`streaming.port` (HTTP; its
+     URLs carry the bound address, so port 0 works)
+Shutdown (SIGTERM or SIGINT): end streaming sessions, stop accepting calls, let in-flight
+ones finish for up to `drain_timeout_s`, exit 0. Pods and containers keep running: conmon
+and the pause processes do not depend on the daemon.
 """
 
 from __future__ import annotations
@@ -127,6 +129,16 @@ class Daemon:
             server = build_server(self.service)
             listen_unix(server, self.config.listen)
             await server.start()
+            try:
+                await self.service.streaming.start()
+            except OSError as err:
+                await server.stop(grace=None)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.config.listen)
+                raise UnavailableError(
+                    f"cannot listen on streaming {self.config.streaming.address}"
+                    f":{self.config.streaming.port}: {err.strerror}"
+                ) from None
         except BaseException:
             for lock in acquired:
                 lock.release()
@@ -142,7 +154,11 @@ class Daemon:
         )
 
     async def stop(self) -> None:
-        """Refuse new calls, let in-flight ones finish (bounded), release the locks."""
+        """End streaming sessions, refuse new calls, let in-flight ones finish (bounded),
+        release the locks."""
+        # Exec/attach/port-forward sessions can last hours: they end now (their exec'd
+        # processes are killed by the runtime), they are not waited for.
+        await self.service.streaming.stop()
         if self._server is not None:
             log.info("draining in-flight calls (up to %.0f s)", self.config.drain_timeout_s)
             await self._server.stop(grace=self.config.drain_timeout_s)

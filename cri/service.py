@@ -20,9 +20,13 @@ from cni.manager import CniManager
 from common import atomicfile
 from common.binaries import resolve
 from common.errors import FailedPreconditionError, InvalidArgumentError
+from cri import __version__
 from cri.config import Config
 from cri.pods.manager import PodManager, new_sandbox_store
 from cri.store import KeyedLock, Registrar
+from cri.streaming import StreamingServer, UnwiredStreamingRuntime
+from image.registry import RegistryHost
+from image.service import ImageService, ImageServiceConfig
 from sandbox.monitor.conmon import Conmon
 from sandbox.oci.client import RuntimeClient
 from sandbox.oci.errors import OciRuntimeMissingError
@@ -41,6 +45,21 @@ class RuntimeState:
     pod_cidr: str = ""
 
 
+def image_service_config(config: Config) -> ImageServiceConfig:
+    """The image service's settings from crib's configuration (images live in <root>/images)."""
+    return ImageServiceConfig(
+        root=os.path.join(config.root, "images"),
+        registries={
+            host: RegistryHost(mirrors=r.mirrors, upstream=r.upstream, insecure=r.insecure)
+            for host, r in config.registries.items()
+        },
+        pinned_images=config.pinned_images,
+        max_concurrent_downloads=config.max_concurrent_downloads,
+        pull_progress_timeout_s=config.pull_progress_timeout_s,
+        user_agent=f"crib/{__version__}",
+    )
+
+
 class CriService:
     """State shared by all RPC handlers of one daemon."""
 
@@ -49,6 +68,13 @@ class CriService:
         self.locks = KeyedLock()
         self.runtime_state = RuntimeState()
         self.started_at_ns = time.time_ns()
+        # Images: pulls, the image index, layers and container rootfs snapshots.
+        self.images = ImageService(image_service_config(config))
+        # Exec/Attach/PortForward: the handlers mint URLs here (get_exec_url...). The
+        # containers area replaces `streaming.runtime` with one that reaches containers.
+        self.streaming = StreamingServer(
+            UnwiredStreamingRuntime(), config.streaming.address, config.streaming.port
+        )
 
         # -- pod sandboxes: records, names, CNI, conmon, the lifecycle (cri/pods) --------------
         self.sandboxes = new_sandbox_store(config.root)
@@ -106,6 +132,7 @@ class CriService:
 
     def load(self) -> None:
         """Load persisted state. Raises a `DomainError` naming the file when it is unreadable."""
+        self.images.load()
         path = os.path.join(self.config.root, RUNTIME_CONFIG_FILE)
         atomicfile.sweep_tmp(self.config.root)
         try:

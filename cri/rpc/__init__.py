@@ -9,6 +9,11 @@ from __future__ import annotations
 from types import ModuleType
 
 from cri.rpc import (
+    image_fs_info,
+    image_list,
+    image_pull,
+    image_remove,
+    image_status,
     runtime_config,
     runtime_config_update,
     runtime_status,
@@ -25,6 +30,12 @@ _MODULES: tuple[ModuleType, ...] = (
     runtime_status,
     runtime_config,
     runtime_config_update,
+    # ImageService (StreamImages belongs to the observability work).
+    image_list,
+    image_status,
+    image_pull,
+    image_remove,
+    image_fs_info,
     sandbox_run,
     sandbox_stop,
     sandbox_remove,

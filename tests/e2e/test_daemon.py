@@ -109,8 +109,6 @@ def test_update_runtime_config_records_pod_cidr(crib: CribDaemon) -> None:
     [
         ("runtime", "CreateContainer", pb.CreateContainerRequest),
         ("runtime", "UpdatePodSandboxResources", pb.UpdatePodSandboxResourcesRequest),
-        ("images", "PullImage", pb.PullImageRequest),
-        ("images", "ImageFsInfo", pb.ImageFsInfoRequest),
     ],
 )
 def test_unbuilt_rpc_is_unimplemented_naming_it(
@@ -121,6 +119,13 @@ def test_unbuilt_rpc_is_unimplemented_naming_it(
         getattr(stub, rpc)(request_type())
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert rpc in err.value.details()
+
+
+def test_unbuilt_streaming_rpc_is_unimplemented_naming_it(crib: CribDaemon) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        list(crib.images().StreamImages(pb.StreamImagesRequest()))
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "StreamImages" in err.value.details()
 
 
 def test_accepts_messages_over_the_4mib_grpc_default(crib: CribDaemon) -> None:
