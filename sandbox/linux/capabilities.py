@@ -126,10 +126,19 @@ def drop_bounding(sets: CapabilitySets, highest: int) -> None:
                     raise
 
 
-def apply(sets: CapabilitySets, highest: int) -> None:
-    """Steps 3 and 4: capset, then clear and raise the ambient set."""
+def apply(sets: CapabilitySets, highest: int) -> list[str]:
+    """Steps 3 and 4: capset, then clear and raise the ambient set.
+
+    An ambient capability missing from permitted or inheritable cannot be raised (EPERM,
+    capabilities(7)); runc warns and goes on, and so do we: the warnings are returned.
+    """
     syscalls.capset(sets["effective"], sets["permitted"], sets["inheritable"])
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+    warnings = []
     for number in range(highest + 1):
         if sets["ambient"] >> number & 1:
-            syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, number)
+            try:
+                syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, number)
+            except PermissionError:
+                warnings.append(f"can't raise ambient capability {CAPABILITY_NAMES[number]}")
+    return warnings

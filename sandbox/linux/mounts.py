@@ -534,9 +534,9 @@ class RemountReadonly(MountOp):
                 syscalls.mount(self.path, self.path, None, syscalls.MS_BIND | syscalls.MS_REC, None)
             except FileNotFoundError:
                 return  # readonlyPaths that do not exist are skipped, as runc does
-        flags = _statvfs_flags(self.path) | syscalls.MS_RDONLY
-        bind = syscalls.MS_BIND if self.bind_first or self.path != "/" else 0
-        syscalls.mount(None, self.path, None, flags | bind | syscalls.MS_REMOUNT, None)
+        # A bind remount changes this mount only, never the filesystem's superblock.
+        flags = _statvfs_flags(self.path) | syscalls.MS_RDONLY | syscalls.MS_BIND
+        syscalls.mount(None, self.path, None, flags | syscalls.MS_REMOUNT, None)
 
 
 class MaskPath(MountOp):
