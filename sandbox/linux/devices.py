@@ -35,14 +35,15 @@ DEFAULT_DEVICES = (
     _char("/dev/tty", 5, 0),
 )
 
-# (link path, target) created in /dev after the device nodes.
+# (link path, target) created in /dev after the device nodes; /dev/core -> /proc/kcore is
+# added only when the host has a /proc/kcore (runc's rule).
 DEFAULT_LINKS = (
     ("/dev/fd", "/proc/self/fd"),
     ("/dev/stdin", "/proc/self/fd/0"),
     ("/dev/stdout", "/proc/self/fd/1"),
     ("/dev/stderr", "/proc/self/fd/2"),
-    ("/dev/core", "/proc/kcore"),
 )
+CORE_LINK = ("/dev/core", "/proc/kcore")
 
 # Device cgroup rules every container gets on top of the spec's (runc's AllowedDevices):
 # the default nodes, /dev/console, /dev/pts/*, /dev/ptmx and /dev/net/tun are usable.

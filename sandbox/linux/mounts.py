@@ -26,7 +26,13 @@ import stat
 from typing import Any
 
 from sandbox.linux import syscalls
-from sandbox.linux.devices import DEFAULT_DEVICES, DEFAULT_LINKS, DeviceNode, node_from_spec
+from sandbox.linux.devices import (
+    CORE_LINK,
+    DEFAULT_DEVICES,
+    DEFAULT_LINKS,
+    DeviceNode,
+    node_from_spec,
+)
 
 # option -> (flags to set, flags to clear); a data table as in crun's mount flag list.
 MOUNT_FLAGS: dict[str, tuple[int, int]] = {
@@ -370,7 +376,6 @@ class CgroupMount(MountOp):
         target = resolve_in_root(self.rootfs, self.destination)
         _ensure_target(target, False)
         flags = self.options.flags & ~syscalls.MS_RDONLY
-        readonly = self.options.flags & syscalls.MS_RDONLY
         if self.unified:
             if self.own_namespace:
                 syscalls.mount("cgroup2", target, "cgroup2", self.options.flags, None)
@@ -385,21 +390,24 @@ class CgroupMount(MountOp):
                     None,
                 )
             return
+        # The tmpfs stays writable (runc 1.1 leaves it so); each hierarchy bind gets the flags.
         syscalls.mount("tmpfs", target, "tmpfs", flags, "mode=755")
         for hierarchy, source in sorted(self.cgroup_dirs.items()):
             sub = os.path.join(target, hierarchy)
             os.makedirs(sub, 0o755, exist_ok=True)
             syscalls.mount(source, sub, None, syscalls.MS_BIND | syscalls.MS_REC, None)
             syscalls.mount(
-                None, sub, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | self.options.flags, None
+                None,
+                sub,
+                None,
+                syscalls.MS_BIND | syscalls.MS_REMOUNT | self.options.flags,
+                None,
             )
             if "," in hierarchy:
                 for controller in hierarchy.split(","):
                     link = os.path.join(target, controller)
                     if not os.path.lexists(link):
                         os.symlink(hierarchy, link)
-        if readonly:
-            syscalls.mount(None, target, None, syscalls.MS_REMOUNT | self.options.flags, "mode=755")
 
 
 class MakeDevices(MountOp):
@@ -571,6 +579,7 @@ def rootfs_plan(
     cgroup_unified: bool = False,
     in_new_userns: bool = False,
     no_pivot: bool = False,
+    host_has_kcore: bool = False,
 ) -> list[MountOp]:
     """Steps 1-7 for `spec` (an OCI Spec), with `rootfs` an absolute host path."""
     linux = spec.get("linux", {})
@@ -618,6 +627,8 @@ def rootfs_plan(
         plan.append(MakeDevices(rootfs, nodes, bind=in_new_userns))
     if dev_is_tmpfs:
         links = list(DEFAULT_LINKS)
+        if host_has_kcore:
+            links.append(CORE_LINK)
         if "/dev/pts" in destinations:
             links.append(("/dev/ptmx", "pts/ptmx"))
         plan.append(MakeLinks(rootfs, links))

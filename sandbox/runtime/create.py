@@ -105,11 +105,20 @@ def create(
     spec = load_spec(bundle)
     rootfs = resolve_rootfs(bundle, spec)
     linux = spec.get("linux", {})
-    seccomp_profile = None
+    seccomp_filter = None
     if linux.get("seccomp"):
+        # Built here, before any fork: libseccomp lives on the host's filesystem, which the
+        # init cannot reach after pivot_root; the forked children load the filter as is.
         from sandbox.linux import seccomp
 
-        seccomp_profile = seccomp.compile_profile(linux["seccomp"])
+        seccomp_filter, skipped = seccomp.build(seccomp.compile_profile(linux["seccomp"]))
+        if skipped:
+            warn("seccomp: syscalls unknown on this architecture, skipped: " + ", ".join(skipped))
+    if spec["process"].get("terminal"):
+        # Same reason: the console step imports these inside the container.
+        import fcntl  # noqa: F401
+        import struct  # noqa: F401
+        import termios  # noqa: F401
     if linux.get("uidMappings") and not any(
         ns["type"] == "user" and not ns.get("path") for ns in linux.get("namespaces", [])
     ):
@@ -132,7 +141,7 @@ def create(
             rootfs,
             state_dir,
             undo,
-            seccomp_profile=seccomp_profile,
+            seccomp_filter=seccomp_filter,
             pid_file=pid_file,
             console_socket=console_socket,
             no_pivot=no_pivot,
@@ -155,7 +164,7 @@ def _create(
     state_dir: str,
     undo: Undo,
     *,
-    seccomp_profile: Any,
+    seccomp_filter: Any,
     pid_file: str | None,
     console_socket: str | None,
     no_pivot: bool,
@@ -214,7 +223,7 @@ def _create(
         "no_new_keyring": no_new_keyring,
         "cgroup_dirs": manager.dirs(),
         "cgroup_unified": manager.unified,
-        "seccomp_profile": seccomp_profile,
+        "seccomp_filter": seccomp_filter,
         "container_id": container_id,
     }
     intermediate_pid = os.fork()

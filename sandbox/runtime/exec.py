@@ -117,11 +117,16 @@ def run_exec(
     if current == oci.STOPPED:
         raise container.ContainerStateError("cannot exec in a stopped container")
     config = record["config"]
-    seccomp_profile = None
+    seccomp_filter = None
     if config.get("linux", {}).get("seccomp"):
+        # Built before the chroot into the container (libseccomp is a host library).
         from sandbox.linux import seccomp
 
-        seccomp_profile = seccomp.compile_profile(config["linux"]["seccomp"])
+        seccomp_filter, _ = seccomp.build(seccomp.compile_profile(config["linux"]["seccomp"]))
+    if process.get("terminal"):
+        import fcntl  # noqa: F401
+        import struct  # noqa: F401
+        import termios  # noqa: F401
     init_pid = record["init_pid"]
     types = [ns["type"] for ns in config.get("linux", {}).get("namespaces", [])]
     paths = {t: f"/proc/{init_pid}/ns/{namespaces.PROC_NAMES[t]}" for t in types}
@@ -159,7 +164,7 @@ def run_exec(
                 root_fd,
                 manager.add_process,
                 process,
-                seccomp_profile,
+                seccomp_filter,
                 console_fd,
                 "user" in paths,
             )
@@ -240,7 +245,7 @@ def _joiner(
     root_fd: int,
     join_cgroup: Any,
     process: Process,
-    seccomp_profile: Any,
+    seccomp_filter: Any,
     console_fd: int | None,
     joins_userns: bool,
 ) -> None:
@@ -262,7 +267,7 @@ def _joiner(
     pid = os.fork()
     if pid == 0:
         try:
-            _exec_process(sock, root_fd, process, seccomp_profile, console_fd)
+            _exec_process(sock, root_fd, process, seccomp_filter, console_fd)
         except BaseException as err:  # noqa: BLE001 - a forked child reports anything, then exits
             sync.send_error(sock, "exec", err)
         os._exit(1)
@@ -274,7 +279,7 @@ def _exec_process(
     sock: socket.socket,
     root_fd: int,
     process: Process,
-    seccomp_profile: Any,
+    seccomp_filter: Any,
     console_fd: int | None,
 ) -> None:
     """E2: enter the container's root, become the process, execve."""
@@ -288,7 +293,7 @@ def _exec_process(
     steps: list[proc.Step] = [("chroot", enter_root), ("setsid", _setsid)]
     if process.get("terminal"):
         steps.append(("console", lambda: _console(sock, console_fd, process)))
-    steps.extend(proc.privilege_steps(process, seccomp_profile, warnings))
+    steps.extend(proc.privilege_steps(process, seccomp_filter, warnings))
     resolved: dict[str, Any] = {}
 
     def lookup() -> None:
@@ -298,7 +303,7 @@ def _exec_process(
         )
 
     steps.append(("exec lookup", lookup))
-    late = proc.late_seccomp_step(process, seccomp_profile, warnings)
+    late = proc.late_seccomp_step(process, seccomp_filter, warnings)
     if late is not None:
         steps.append(late)
     steps.append(("prepare exec", proc.prepare_exec_fds))

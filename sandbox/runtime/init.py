@@ -117,7 +117,7 @@ def container_init(
     no_new_keyring: bool,
     cgroup_dirs: dict[str, str],
     cgroup_unified: bool,
-    seccomp_profile: Any,
+    seccomp_filter: Any,
     container_id: str,
 ) -> None:
     """C2: set the container up, report ready, wait for `start`, exec the process."""
@@ -135,6 +135,7 @@ def container_init(
         cgroup_unified=cgroup_unified,
         in_new_userns=new_userns,
         no_pivot=no_pivot,
+        host_has_kcore=os.path.exists("/proc/kcore"),
     )
     steps: list[proc.Step] = [("setsid", _setsid)]
     if not no_new_keyring:
@@ -155,7 +156,7 @@ def container_init(
         steps.append(
             ("oom_score_adj", lambda: proc.set_oom_score_adj(process["oomScoreAdj"], warnings))
         )
-    steps.extend(proc.privilege_steps(process, seccomp_profile, warnings))
+    steps.extend(proc.privilege_steps(process, seccomp_filter, warnings))
     resolved: dict[str, Any] = {}
 
     def lookup() -> None:
@@ -176,7 +177,7 @@ def container_init(
         os.write(fifo, b"0")
         os.close(fifo)
         os.close(fifo_fd)
-        late = proc.late_seccomp_step(process, seccomp_profile, warnings)
+        late = proc.late_seccomp_step(process, seccomp_filter, warnings)
         if late is not None:
             late[1]()
         proc.prepare_exec_fds()

@@ -91,7 +91,7 @@ def set_oom_score_adj(value: int, warnings: list[str]) -> None:
         warnings.append(f"oomScoreAdj {value} not permitted, kept {current}")
 
 
-def privilege_steps(process: Any, seccomp_profile: Any, warnings: list[str]) -> list[Step]:
+def privilege_steps(process: Any, seccomp_filter: Any, warnings: list[str]) -> list[Step]:
     """The steps from rlimits to umask, in order (the caller adds console/fifo/exec)."""
     user = process.get("user", {})
     uid = user.get("uid", 0)
@@ -107,8 +107,8 @@ def privilege_steps(process: Any, seccomp_profile: Any, warnings: list[str]) -> 
         steps.append(("rlimits", lambda: warnings.extend(rlimits.apply(limits))))
     if nnp:
         steps.append(("no_new_privs", lambda: _nnp()))
-    if seccomp_profile is not None and not nnp:
-        steps.append(("seccomp", lambda: _seccomp(seccomp_profile, warnings)))
+    if seccomp_filter is not None and not nnp:
+        steps.append(("seccomp", lambda: _seccomp(seccomp_filter, warnings)))
     steps.append(("capabilities (bounding set)", lambda: capabilities.drop_bounding(sets, highest)))
     steps.append(("user", lambda: _switch_user(uid, gid, user.get("additionalGids", []))))
     cwd = process.get("cwd", "/")
@@ -123,12 +123,10 @@ def _nnp() -> None:
     syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
 
 
-def _seccomp(profile: Any, warnings: list[str]) -> None:
-    from sandbox.linux import seccomp
-
-    skipped = seccomp.load(profile)
-    if skipped:
-        warnings.append("seccomp: syscalls unknown here, skipped: " + ", ".join(skipped))
+def _seccomp(seccomp_filter: Any, warnings: list[str]) -> None:
+    # The filter was built (and libseccomp loaded) by the parent before pivot_root: the
+    # library is not reachable from inside the container's root.
+    seccomp_filter.load()
 
 
 def _switch_user(uid: int, gid: int, additional_gids: list[int]) -> None:
@@ -156,11 +154,11 @@ def _umask(value: int) -> None:
     os.umask(value)
 
 
-def late_seccomp_step(process: Any, seccomp_profile: Any, warnings: list[str]) -> Step | None:
+def late_seccomp_step(process: Any, seccomp_filter: Any, warnings: list[str]) -> Step | None:
     """seccomp right before execve, when no_new_privs is on."""
-    if seccomp_profile is None or not process.get("noNewPrivileges"):
+    if seccomp_filter is None or not process.get("noNewPrivileges"):
         return None
-    return ("seccomp", lambda: _seccomp(seccomp_profile, warnings))
+    return ("seccomp", lambda: _seccomp(seccomp_filter, warnings))
 
 
 def prepare_exec_fds() -> None:

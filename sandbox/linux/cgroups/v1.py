@@ -1,9 +1,9 @@
 """cgroup v1: one directory per hierarchy (`ROOT/<controllers>/<path>`), cgroupfs driver.
 
 Hierarchies are the directories under ROOT (symlinks such as cpu -> cpu,cpuacct are
-aliases); `unified` (the hybrid cgroup2 mount) and named hierarchies (`systemd`) carry no
-resource controller and are left alone. Files follow the kernel's
-Documentation/admin-guide/cgroup-v1/*.rst.
+aliases). The named `systemd` hierarchy (name=systemd) gets a directory too, as runc
+gives it; `unified` (the hybrid cgroup2 mount, no controllers) is left alone. Files
+follow the kernel's Documentation/admin-guide/cgroup-v1/*.rst.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sandbox.linux.cgroups.manager import (
 )
 from sandbox.linux.devices import DEFAULT_ALLOW_RULES, cgroup_rule
 
-_SKIP = ("unified", "systemd")
+_SKIP = ("unified",)
 _USER_HZ = 100
 
 
@@ -39,7 +39,6 @@ def hierarchies(root: str) -> list[str]:
         name
         for name in names
         if name not in _SKIP
-        and not name.startswith("name=")
         and os.path.isdir(os.path.join(root, name))
         and not os.path.islink(os.path.join(root, name))
     ]
@@ -64,7 +63,7 @@ class CgroupV1Manager:
         """Resolve `cgroups_path` in every hierarchy (relative paths against our own cgroup)."""
         paths = {}
         for hierarchy in hierarchies(root):
-            own_path = own.get(hierarchy, "/")
+            own_path = own.get(hierarchy) or own.get(f"name={hierarchy}") or "/"
             inner = inner_path(cgroups_path, container_id, own_path)
             paths[hierarchy] = os.path.join(root, hierarchy, inner.lstrip("/"))
         return cls(cgroups_path, paths, root)
