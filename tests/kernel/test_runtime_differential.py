@@ -8,13 +8,16 @@ runtime left a cgroup, a state directory or a mount behind.
 
 from __future__ import annotations
 
+import secrets
 import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.kernel.runtime_harness import Runner, unique
 from tests.rootfs import base_spec
+
+if TYPE_CHECKING:
+    from tests.kernel.runtime_harness import Runner
 
 pytestmark = pytest.mark.root
 pytest_plugins = ("tests.kernel.runtime_harness",)
@@ -99,7 +102,7 @@ def test_user_namespace_with_mappings(crib: Runner, runc: Runner) -> None:
 
 
 def test_join_network_namespace_by_path(crib: Runner, runc: Runner) -> None:
-    netns = unique()
+    netns = f"crt-{secrets.token_hex(4)}"
     subprocess.run(["ip", "netns", "add", netns], check=True)
     try:
         subprocess.run(
