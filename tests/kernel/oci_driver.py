@@ -42,16 +42,72 @@ def read_all(fd: int, deadline: float) -> bytes:
     return b"".join(chunks)
 
 
+REAPED: dict[int, int] = {}
+
+
+def reap_all() -> None:
+    """Reap every exited child (re-parented container processes become ours): a zombie
+    would keep its cgroup busy and make `delete` fail."""
+    try:
+        while True:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            REAPED[pid] = os.waitstatus_to_exitcode(status)
+    except ChildProcessError:
+        return
+
+
 def wait_pid(pid: int, deadline: float) -> int | None:
     while time.monotonic() < deadline:
+        if pid in REAPED:
+            return REAPED.pop(pid)
         try:
             done, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            return None
+            return REAPED.pop(pid, None)
         if done:
             return os.waitstatus_to_exitcode(status)
         time.sleep(0.005)
     return None
+
+
+def run_reaping(args: list[str], timeout_s: float, **kwargs: Any) -> int:
+    """subprocess.run, reaping other children while it runs."""
+    proc = subprocess.Popen(args, **kwargs)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return proc.wait(timeout=0.01)
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                proc.kill()
+                return proc.wait()
+            # Not waitpid(-1): that could steal `proc` from Popen.
+            for pid in list_children():
+                if pid != proc.pid:
+                    try:
+                        done, status = os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        continue
+                    if done:
+                        REAPED[pid] = os.waitstatus_to_exitcode(status)
+
+
+def list_children() -> list[int]:
+    me = str(os.getpid())
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            fields = data[data.rindex(b")") + 2 :].split()
+            if fields[1].decode() == me:
+                found.append(int(name))
+    return found
 
 
 def console_listener(tmp: str) -> tuple[socket.socket, str]:
@@ -86,10 +142,71 @@ def run_exec(
     }
 
 
+def run_steps(job: dict[str, Any]) -> int:
+    """Script mode: run each step (runtime args after --root), "wait" for the init, or
+    "sleep"; record rc/stdout/stderr of each; always `delete --force` at the end."""
+    runtime = [job["runtime"], "--root", job["root"]]
+    container_id = job["id"]
+    deadline = time.monotonic() + float(job.get("timeout_s", 30))
+    results: list[dict[str, Any]] = []
+    init_pid = 0
+    try:
+        for step in job["steps"]:
+            if step == ["wait"]:
+                results.append({"exit_code": wait_pid(init_pid, deadline) if init_pid else None})
+                continue
+            if step[0] == "sleep":
+                time.sleep(float(step[1]))
+                results.append({})
+                continue
+            # Files, not pipes: a container started here inherits them and outlives the step.
+            with (
+                tempfile.TemporaryFile() as out,
+                tempfile.TemporaryFile() as err,
+                tempfile.TemporaryFile() as stdin,
+            ):
+                stdin.write(job.get("stdin", "").encode())
+                stdin.seek(0)
+                rc = run_reaping([*runtime, *step], 30, stdin=stdin, stdout=out, stderr=err)
+                out.seek(0)
+                err.seek(0)
+                results.append(
+                    {
+                        "rc": rc,
+                        "stdout": out.read().decode(errors="replace"),
+                        "stderr": err.read().decode(errors="replace"),
+                    }
+                )
+            if step[0] == "create" and rc == 0 and "--pid-file" in step:
+                with open(step[step.index("--pid-file") + 1]) as f:
+                    init_pid = int(f.read())
+        return 0
+    finally:
+        with tempfile.TemporaryFile() as err:
+            rc = run_reaping(
+                [*runtime, "delete", "--force", container_id],
+                30,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+            err.seek(0)
+            final = {"rc": rc, "stderr": err.read().decode(errors="replace")}
+        if init_pid:
+            wait_pid(init_pid, time.monotonic() + 10)
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        print(json.dumps({"steps": results, "init_pid": init_pid, "final_delete": final}))
+
+
 def main() -> int:
     job = json.loads(sys.argv[1])
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if "steps" in job:
+        return run_steps(job)
     runtime = [job["runtime"], "--root", job["root"]]
     container_id = job["id"]
     timeout_s = float(job.get("timeout_s", 30))
@@ -147,10 +264,12 @@ def main() -> int:
         )
         return 0
     finally:
-        delete = subprocess.run(
-            [*runtime, "delete", "--force", container_id], capture_output=True, check=False
+        result["delete_exit_code"] = run_reaping(
+            [*runtime, "delete", "--force", container_id],
+            30,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        result["delete_exit_code"] = delete.returncode
         # Reap anything else that re-parented to us.
         try:
             while os.waitpid(-1, os.WNOHANG)[0]:

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from common.binaries import resolve
+from tests.kernel.leaks import cgroup_leftovers, mounts_under
 from tests.rootfs import build_rootfs, make_bundle
 
 DRIVER = pathlib.Path(__file__).parent / "oci_driver.py"
 REPO = pathlib.Path(__file__).resolve().parents[2]
-CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 def crib_runtime() -> str:
@@ -41,27 +41,6 @@ def peer_runtime(name: str) -> str:
 def unique(prefix: str = "crt") -> str:
     """A name for kernel objects: our prefix plus a random suffix."""
     return f"{prefix}-{secrets.token_hex(4)}"
-
-
-def cgroup_leftovers(name: str) -> list[str]:
-    """Directories named `name` left in any hierarchy (v1 controllers and the v2 mount)."""
-    found = []
-    for entry in os.listdir(CGROUP_ROOT):
-        path = os.path.join(CGROUP_ROOT, entry, name)
-        if os.path.isdir(path) and not os.path.islink(os.path.join(CGROUP_ROOT, entry)):
-            found.append(path)
-    return found
-
-
-def mounts_under(path: str) -> list[str]:
-    """Mount points of the host mount namespace at or below `path`."""
-    result = []
-    with open("/proc/self/mountinfo") as info:
-        for line in info:
-            mount_point = line.split()[4]
-            if mount_point == path or mount_point.startswith(path.rstrip("/") + "/"):
-                result.append(mount_point)
-    return result
 
 
 class Runner:
@@ -123,6 +102,46 @@ class Runner:
         assert not (self.root / container_id).exists(), f"{self.runtime} left its state dir"
         assert mounts_under(str(self.rootfs)) == [], f"{self.runtime} left mounts"
         return result
+
+    def script(
+        self, spec: dict[str, Any] | None, steps: list[list[str]], stdin: str = ""
+    ) -> tuple[str, pathlib.Path, list[dict[str, Any]]]:
+        """Run runtime commands in order under a subreaper (see oci_driver.run_steps).
+
+        `{id}`, `{bundle}` and `{pid_file}` in steps are replaced. Returns the container
+        id, the bundle and each step's result; asserts nothing was left behind.
+        """
+        container_id = unique()
+        bundle = self.work / container_id
+        if spec is not None:
+            spec = json.loads(json.dumps(spec))
+            spec.setdefault("linux", {}).setdefault("cgroupsPath", f"/{container_id}")
+            make_bundle(bundle, self.rootfs, spec)
+        else:
+            bundle.mkdir(parents=True)
+        names = {"id": container_id, "bundle": str(bundle), "pid_file": str(bundle / "pid")}
+        steps = [[part.format(**names) for part in step] for step in steps]
+        job = {
+            "runtime": self.runtime,
+            "root": str(self.root),
+            "id": container_id,
+            "steps": steps,
+            "stdin": stdin,
+        }
+        proc = subprocess.run(
+            [sys.executable, str(DRIVER), json.dumps(job)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=REPO,
+        )
+        assert proc.returncode == 0, proc.stderr
+        results: list[dict[str, Any]] = json.loads(proc.stdout)["steps"]
+        assert cgroup_leftovers(container_id) == [], f"{self.runtime} left cgroups"
+        assert not (self.root / container_id).exists(), f"{self.runtime} left its state dir"
+        assert mounts_under(str(self.rootfs)) == [], f"{self.runtime} left mounts"
+        return container_id, bundle, results
 
 
 def parse_output(text: str) -> Any:
