@@ -195,7 +195,7 @@ def test_exec_into_stopped_container_fails(crib: Runner) -> None:
 
 def test_update_resources_from_stdin(crib: Runner) -> None:
     resources = {"memory": {"limit": 64 * 1024 * 1024}, "pids": {"limit": 42}}
-    container_id, _, steps = crib.script(
+    _, _, steps = crib.script(
         base_spec(SLEEPER),
         [
             CREATE,
