@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from common.errors import InvalidArgumentError, NotFoundError
 
@@ -31,205 +31,185 @@ class SpecNotFoundError(NotFoundError):
     """The bundle or its config.json does not exist."""
 
 
-class User(TypedDict, total=False):
-    uid: int
-    gid: int
-    umask: int
-    additionalGids: list[int]
+# The types exist for mypy only: creating ~30 TypedDict classes costs milliseconds at every
+# crib-runtime start, and at run time a spec is the parsed JSON itself.
+if TYPE_CHECKING:
 
+    class User(TypedDict, total=False):
+        uid: int
+        gid: int
+        umask: int
+        additionalGids: list[int]
 
-class Capabilities(TypedDict, total=False):
-    bounding: list[str]
-    effective: list[str]
-    inheritable: list[str]
-    permitted: list[str]
-    ambient: list[str]
+    class Capabilities(TypedDict, total=False):
+        bounding: list[str]
+        effective: list[str]
+        inheritable: list[str]
+        permitted: list[str]
+        ambient: list[str]
 
+    class Rlimit(TypedDict):
+        type: str
+        hard: int
+        soft: int
 
-class Rlimit(TypedDict):
-    type: str
-    hard: int
-    soft: int
+    class ConsoleSize(TypedDict):
+        height: int
+        width: int
 
+    class Process(TypedDict, total=False):
+        terminal: bool
+        consoleSize: ConsoleSize
+        user: User
+        args: list[str]
+        env: list[str]
+        cwd: str
+        capabilities: Capabilities
+        rlimits: list[Rlimit]
+        noNewPrivileges: bool
+        oomScoreAdj: int
+        apparmorProfile: str
+        selinuxLabel: str
 
-class ConsoleSize(TypedDict):
-    height: int
-    width: int
+    class Root(TypedDict, total=False):
+        path: str
+        readonly: bool
 
+    class Mount(TypedDict, total=False):
+        destination: str
+        source: str
+        type: str
+        options: list[str]
 
-class Process(TypedDict, total=False):
-    terminal: bool
-    consoleSize: ConsoleSize
-    user: User
-    args: list[str]
-    env: list[str]
-    cwd: str
-    capabilities: Capabilities
-    rlimits: list[Rlimit]
-    noNewPrivileges: bool
-    oomScoreAdj: int
-    apparmorProfile: str
-    selinuxLabel: str
+    class Namespace(TypedDict, total=False):
+        type: str
+        path: str
 
+    class IDMapping(TypedDict):
+        containerID: int
+        hostID: int
+        size: int
 
-class Root(TypedDict, total=False):
-    path: str
-    readonly: bool
+    class Device(TypedDict, total=False):
+        type: str
+        path: str
+        major: int
+        minor: int
+        fileMode: int
+        uid: int
+        gid: int
 
+    class DeviceRule(TypedDict, total=False):
+        allow: bool
+        type: str
+        major: int
+        minor: int
+        access: str
 
-class Mount(TypedDict, total=False):
-    destination: str
-    source: str
-    type: str
-    options: list[str]
+    class Memory(TypedDict, total=False):
+        limit: int
+        reservation: int
+        swap: int
+        kernel: int
+        kernelTCP: int
+        swappiness: int
+        disableOOMKiller: bool
+        useHierarchy: bool
 
+    class Cpu(TypedDict, total=False):
+        shares: int
+        quota: int
+        period: int
+        realtimeRuntime: int
+        realtimePeriod: int
+        cpus: str
+        mems: str
+        idle: int
 
-class Namespace(TypedDict, total=False):
-    type: str
-    path: str
+    class Pids(TypedDict, total=False):
+        limit: int
 
+    class WeightDevice(TypedDict, total=False):
+        major: int
+        minor: int
+        weight: int
+        leafWeight: int
 
-class IDMapping(TypedDict):
-    containerID: int
-    hostID: int
-    size: int
+    class ThrottleDevice(TypedDict):
+        major: int
+        minor: int
+        rate: int
 
+    class BlockIO(TypedDict, total=False):
+        weight: int
+        leafWeight: int
+        weightDevice: list[WeightDevice]
+        throttleReadBpsDevice: list[ThrottleDevice]
+        throttleWriteBpsDevice: list[ThrottleDevice]
+        throttleReadIOPSDevice: list[ThrottleDevice]
+        throttleWriteIOPSDevice: list[ThrottleDevice]
 
-class Device(TypedDict, total=False):
-    type: str
-    path: str
-    major: int
-    minor: int
-    fileMode: int
-    uid: int
-    gid: int
+    class HugepageLimit(TypedDict):
+        pageSize: str
+        limit: int
 
+    class Resources(TypedDict, total=False):
+        devices: list[DeviceRule]
+        memory: Memory
+        cpu: Cpu
+        pids: Pids
+        blockIO: BlockIO
+        hugepageLimits: list[HugepageLimit]
+        unified: dict[str, str]
 
-class DeviceRule(TypedDict, total=False):
-    allow: bool
-    type: str
-    major: int
-    minor: int
-    access: str
+    class SeccompArg(TypedDict, total=False):
+        index: int
+        value: int
+        valueTwo: int
+        op: str
 
+    class SeccompSyscall(TypedDict, total=False):
+        names: list[str]
+        action: str
+        errnoRet: int
+        args: list[SeccompArg]
 
-class Memory(TypedDict, total=False):
-    limit: int
-    reservation: int
-    swap: int
-    kernel: int
-    kernelTCP: int
-    swappiness: int
-    disableOOMKiller: bool
-    useHierarchy: bool
+    class Seccomp(TypedDict, total=False):
+        defaultAction: str
+        defaultErrnoRet: int
+        architectures: list[str]
+        flags: list[str]
+        listenerPath: str
+        syscalls: list[SeccompSyscall]
 
+    class TimeOffset(TypedDict, total=False):
+        secs: int
+        nanosecs: int
 
-class Cpu(TypedDict, total=False):
-    shares: int
-    quota: int
-    period: int
-    realtimeRuntime: int
-    realtimePeriod: int
-    cpus: str
-    mems: str
-    idle: int
+    class Linux(TypedDict, total=False):
+        namespaces: list[Namespace]
+        uidMappings: list[IDMapping]
+        gidMappings: list[IDMapping]
+        timeOffsets: dict[str, TimeOffset]
+        devices: list[Device]
+        cgroupsPath: str
+        resources: Resources
+        rootfsPropagation: str
+        maskedPaths: list[str]
+        readonlyPaths: list[str]
+        mountLabel: str
+        sysctl: dict[str, str]
+        seccomp: Seccomp
 
-
-class Pids(TypedDict, total=False):
-    limit: int
-
-
-class WeightDevice(TypedDict, total=False):
-    major: int
-    minor: int
-    weight: int
-    leafWeight: int
-
-
-class ThrottleDevice(TypedDict):
-    major: int
-    minor: int
-    rate: int
-
-
-class BlockIO(TypedDict, total=False):
-    weight: int
-    leafWeight: int
-    weightDevice: list[WeightDevice]
-    throttleReadBpsDevice: list[ThrottleDevice]
-    throttleWriteBpsDevice: list[ThrottleDevice]
-    throttleReadIOPSDevice: list[ThrottleDevice]
-    throttleWriteIOPSDevice: list[ThrottleDevice]
-
-
-class HugepageLimit(TypedDict):
-    pageSize: str
-    limit: int
-
-
-class Resources(TypedDict, total=False):
-    devices: list[DeviceRule]
-    memory: Memory
-    cpu: Cpu
-    pids: Pids
-    blockIO: BlockIO
-    hugepageLimits: list[HugepageLimit]
-    unified: dict[str, str]
-
-
-class SeccompArg(TypedDict, total=False):
-    index: int
-    value: int
-    valueTwo: int
-    op: str
-
-
-class SeccompSyscall(TypedDict, total=False):
-    names: list[str]
-    action: str
-    errnoRet: int
-    args: list[SeccompArg]
-
-
-class Seccomp(TypedDict, total=False):
-    defaultAction: str
-    defaultErrnoRet: int
-    architectures: list[str]
-    flags: list[str]
-    listenerPath: str
-    syscalls: list[SeccompSyscall]
-
-
-class TimeOffset(TypedDict, total=False):
-    secs: int
-    nanosecs: int
-
-
-class Linux(TypedDict, total=False):
-    namespaces: list[Namespace]
-    uidMappings: list[IDMapping]
-    gidMappings: list[IDMapping]
-    timeOffsets: dict[str, TimeOffset]
-    devices: list[Device]
-    cgroupsPath: str
-    resources: Resources
-    rootfsPropagation: str
-    maskedPaths: list[str]
-    readonlyPaths: list[str]
-    mountLabel: str
-    sysctl: dict[str, str]
-    seccomp: Seccomp
-
-
-class Spec(TypedDict, total=False):
-    ociVersion: str
-    process: Process
-    root: Root
-    hostname: str
-    domainname: str
-    mounts: list[Mount]
-    linux: Linux
-    annotations: dict[str, str]
+    class Spec(TypedDict, total=False):
+        ociVersion: str
+        process: Process
+        root: Root
+        hostname: str
+        domainname: str
+        mounts: list[Mount]
+        linux: Linux
+        annotations: dict[str, str]
 
 
 # ---- schema: field -> expected shape. A shape is a type, ("list", shape), ("map", shape)
@@ -401,7 +381,7 @@ def parse_spec(raw: str | bytes, *, need_process: bool = True) -> Spec:
     except ValueError as err:
         raise SpecError(f"config.json: invalid JSON: {err}") from None
     _check(value, _SCHEMA, "")
-    spec = cast(Spec, value)
+    spec = cast("Spec", value)
     validate(spec, need_process=need_process)
     return spec
 
@@ -533,7 +513,7 @@ def parse_process(raw: str | bytes, where: str = "process") -> Process:
     except ValueError as err:
         raise SpecError(f"{where}: invalid JSON: {err}") from None
     _check(value, PROCESS_SCHEMA, where)
-    process = cast(Process, value)
+    process = cast("Process", value)
     validate_process(process, where)
     return process
 
@@ -545,7 +525,7 @@ def parse_resources(raw: str | bytes, where: str = "resources") -> Resources:
     except ValueError as err:
         raise SpecError(f"{where}: invalid JSON: {err}") from None
     _check(value, RESOURCES_SCHEMA, where)
-    return cast(Resources, value)
+    return cast("Resources", value)
 
 
 def namespace_paths(spec: Spec) -> dict[str, str | None]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import stat
 import time
 from collections.abc import Callable
@@ -199,13 +198,10 @@ def _create(
 
     console_fd = None
     if console_socket:
-        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            console.connect(console_socket)
+            console_fd = sync.connect_unix(console_socket)
         except OSError as err:
-            console.close()
             raise BundleError(f"--console-socket {console_socket}: {err.strerror}") from None
-        console_fd = console.detach()
         undo.push("close console socket", lambda: sync.close_quietly(console_fd))
     elif spec["process"].get("terminal"):
         raise BundleError("process.terminal is true: --console-socket is required")
@@ -267,7 +263,7 @@ def _create(
     return init_pid
 
 
-def _handshake(sock: socket.socket, spec: Any, children: dict[str, int]) -> int:
+def _handshake(sock: sync.Socket, spec: Any, children: dict[str, int]) -> int:
     """Serve the children until the init is ready; returns its pid."""
     linux = spec.get("linux", {})
     init_pid = 0

@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.errors import InvalidArgumentError
 from sandbox.linux import namespaces
 from sandbox.oci import state as oci
-from sandbox.oci.spec import Process, parse_process, validate_process
+from sandbox.oci.spec import parse_process, validate_process
 from sandbox.runtime import container, sync
 from sandbox.runtime import process as proc
 from sandbox.runtime.commands import manager_of
 from sandbox.runtime.init import run_steps
+
+if TYPE_CHECKING:
+    from sandbox.oci.spec import Process
 
 _FORWARDED = (
     signal.SIGTERM,
@@ -140,13 +142,10 @@ def run_exec(
 
     console_fd = None
     if process.get("terminal") and console_socket:
-        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            console.connect(console_socket)
+            console_fd = sync.connect_unix(console_socket)
         except OSError as err:
-            console.close()
             raise ExecError(f"--console-socket {console_socket}: {err.strerror}") from None
-        console_fd = console.detach()
     elif process.get("terminal") and detach:
         raise ExecError("--tty with --detach needs --console-socket")
 
@@ -229,10 +228,10 @@ def _same_ns(path: str, proc_name: str) -> bool:
         return False
 
 
-def _receive_with_fds(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+def _receive_with_fds(sock: sync.Socket) -> tuple[dict[str, Any] | None, list[int]]:
     import json
 
-    data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+    data, fds = sync.recv_fds(sock, 65536, 1)
     if not data:
         return None, []
     message: dict[str, Any] = json.loads(data)
@@ -240,7 +239,7 @@ def _receive_with_fds(sock: socket.socket) -> tuple[dict[str, Any] | None, list[
 
 
 def _joiner(
-    sock: socket.socket,
+    sock: sync.Socket,
     opened: list[tuple[str, int, str]],
     root_fd: int,
     join_cgroup: Any,
@@ -276,7 +275,7 @@ def _joiner(
 
 
 def _exec_process(
-    sock: socket.socket,
+    sock: sync.Socket,
     root_fd: int,
     process: Process,
     seccomp_filter: Any,
@@ -317,7 +316,7 @@ def _setsid() -> None:
     os.setsid()
 
 
-def _console(sock: socket.socket, console_fd: int | None, process: Process) -> None:
+def _console(sock: sync.Socket, console_fd: int | None, process: Process) -> None:
     import fcntl
     import struct
     import termios
@@ -328,13 +327,9 @@ def _console(sock: socket.socket, console_fd: int | None, process: Process) -> N
         winsize = struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
     if console_fd is not None:
-        console = socket.socket(fileno=console_fd)
-        try:
-            socket.send_fds(console, [b"/dev/ptmx"], [master])
-        finally:
-            console.close()
+        sync.send_fd_over(console_fd, b"/dev/ptmx", master)
     else:
-        socket.send_fds(sock, [b'{"type":"console"}'], [master])
+        sync.send_fds(sock, b'{"type":"console"}', [master])
     os.close(master)
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     for fd in (0, 1, 2):

@@ -23,7 +23,6 @@ Init steps, in order (runc standard_init_linux.go, config-linux.md):
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,7 @@ from sandbox.runtime import process as proc
 from sandbox.runtime import sync
 
 
-def run_steps(sock: socket.socket, steps: list[proc.Step]) -> None:
+def run_steps(sock: sync.Socket, steps: list[proc.Step]) -> None:
     """Run each step; on failure report it and exit the process."""
     for name, function in steps:
         try:
@@ -43,7 +42,7 @@ def run_steps(sock: socket.socket, steps: list[proc.Step]) -> None:
 
 
 def intermediate(
-    sock: socket.socket,
+    sock: sync.Socket,
     spec: Any,
     join_cgroup: Any,
     init_args: dict[str, Any],
@@ -107,7 +106,7 @@ def intermediate(
 
 
 def container_init(
-    sock: socket.socket,
+    sock: sync.Socket,
     spec: Any,
     *,
     rootfs: str,
@@ -224,11 +223,7 @@ def _console(console_fd: int | None, size: Any) -> None:
     if size:
         winsize = struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
-    console = socket.socket(fileno=console_fd)
-    try:
-        socket.send_fds(console, [b"/dev/ptmx"], [master])
-    finally:
-        console.close()
+    sync.send_fd_over(console_fd, b"/dev/ptmx", master)
     os.close(master)
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     for fd in (0, 1, 2):

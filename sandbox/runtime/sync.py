@@ -33,10 +33,15 @@ one line. EOF without "ready" means the child died: P0 reports its exit status.
 
 from __future__ import annotations
 
+import _socket
+import array
 import json
 import os
-import socket
 from typing import Any
+
+# The C module, not `socket`: the Python wrapper builds enums and imports selectors at
+# start-up (~6 ms here), and crib-runtime's start-up is paid on every container start.
+Socket = _socket.socket
 
 # Big enough for any message (error messages are one line).
 _MAX_PACKET = 65536
@@ -63,18 +68,69 @@ class SyncError(Exception):
         return text
 
 
-def pair() -> tuple[socket.socket, socket.socket]:
-    """A connected SOCK_SEQPACKET pair (parent end, child end); message boundaries kept."""
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    return parent, child
+def pair() -> tuple[Socket, Socket]:
+    """A connected SOCK_SEQPACKET pair (parent end, child end); message boundaries kept.
+
+    Both ends are close-on-exec: an exec'd process never holds the protocol open.
+    """
+    parent_fd, child_fd = _socketpair_fds()
+    return (
+        _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, parent_fd),
+        _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, child_fd),
+    )
 
 
-def send(sock: socket.socket, message: dict[str, Any]) -> None:
+def _socketpair_fds() -> tuple[int, int]:
+    first, second = _socket.socketpair(
+        _socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC
+    )
+    return first.detach(), second.detach()
+
+
+def connect_unix(path: str) -> int:
+    """Connect a SOCK_STREAM unix socket to `path` (the console socket); returns its fd."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    return int(sock.detach())
+
+
+def send_fds(sock: Socket, data: bytes, fds: list[int]) -> None:
+    """sendmsg(2) with SCM_RIGHTS (unix(7)): `data` plus the file descriptors."""
+    rights = array.array("i", fds).tobytes()
+    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+
+
+def recv_fds(sock: Socket, size: int, max_fds: int) -> tuple[bytes, list[int]]:
+    """recvmsg(2) of one message and the file descriptors passed with it."""
+    item_size = array.array("i").itemsize
+    data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_SPACE(max_fds * item_size))
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % item_size
+            fds.extend(array.array("i", payload[:usable]))
+    return data, fds
+
+
+def send_fd_over(fd_of_socket: int, data: bytes, fd: int) -> None:
+    """Send `fd` over the connected unix socket `fd_of_socket`, then close that socket."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd_of_socket)
+    try:
+        send_fds(sock, data, [fd])
+    finally:
+        sock.close()
+
+
+def send(sock: Socket, message: dict[str, Any]) -> None:
     """Send one message."""
     sock.send(json.dumps(message).encode())
 
 
-def send_error(sock: socket.socket, step: str, err: BaseException) -> None:
+def send_error(sock: Socket, step: str, err: BaseException) -> None:
     """Report a failed step; never raises (the child exits right after)."""
     if isinstance(err, OSError):
         errno_value = err.errno or 0
@@ -93,7 +149,7 @@ def send_error(sock: socket.socket, step: str, err: BaseException) -> None:
         pass
 
 
-def receive(sock: socket.socket) -> dict[str, Any] | None:
+def receive(sock: Socket) -> dict[str, Any] | None:
     """The next message, or None at EOF (the peer exited or closed its end)."""
     try:
         data = sock.recv(_MAX_PACKET)
@@ -105,7 +161,7 @@ def receive(sock: socket.socket) -> dict[str, Any] | None:
     return message
 
 
-def expect(sock: socket.socket, wanted: str) -> dict[str, Any]:
+def expect(sock: Socket, wanted: str) -> dict[str, Any]:
     """Receive a message of type `wanted`; an error message raises SyncError."""
     message = receive(sock)
     if message is None:
