@@ -42,7 +42,7 @@ def test_invalid_json_names_the_file() -> None:
 
 
 def test_missing_config_json(tmp_path: Any) -> None:
-    with pytest.raises(SpecNotFoundError, match="config.json not found"):
+    with pytest.raises(SpecNotFoundError, match=r"config\.json not found"):
         load_spec(str(tmp_path))
 
 
@@ -137,7 +137,7 @@ def test_exec_process_file() -> None:
     process = copy.deepcopy(base_spec()["process"])
     assert parse_process(json.dumps(process))["args"] == ["/bin/probe"]
     process["args"] = []
-    with pytest.raises(SpecError, match="process.args: must not be empty"):
+    with pytest.raises(SpecError, match=r"process\.args: must not be empty"):
         parse_process(json.dumps(process))
 
 
