@@ -11,7 +11,7 @@ crib does not implement.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 CREATING = "creating"
 CREATED = "created"
@@ -21,18 +21,20 @@ STOPPED = "stopped"
 STATUSES = (CREATING, CREATED, RUNNING, STOPPED)
 
 
-class OCIState(TypedDict):
-    """runc's `state` output: the OCI fields plus runc's extras (rootfs, created, owner)."""
+if TYPE_CHECKING:
+    # For mypy only: crib-runtime builds no class it does not need (start-up budget).
+    class OCIState(TypedDict):
+        """runc's `state` output: the OCI fields plus runc's extras (rootfs, created, owner)."""
 
-    ociVersion: str
-    id: str
-    pid: int
-    status: str
-    bundle: str
-    rootfs: str
-    created: str
-    owner: str
-    annotations: dict[str, str]
+        ociVersion: str
+        id: str
+        pid: int
+        status: str
+        bundle: str
+        rootfs: str
+        created: str
+        owner: str
+        annotations: dict[str, str]
 
 
 def oci_state(
@@ -45,14 +47,15 @@ def oci_state(
     annotations: dict[str, str],
 ) -> OCIState:
     """The state document; `pid` is 0 once stopped (runc prints 0 then)."""
-    return OCIState(
-        ociVersion="1.0.2",
-        id=container_id,
-        pid=pid if status in (CREATED, RUNNING) else 0,
-        status=status,
-        bundle=bundle,
-        rootfs=rootfs,
-        created=created,
-        owner="",
-        annotations=annotations,
-    )
+    state: OCIState = {
+        "ociVersion": "1.0.2",
+        "id": container_id,
+        "pid": pid if status in (CREATED, RUNNING) else 0,
+        "status": status,
+        "bundle": bundle,
+        "rootfs": rootfs,
+        "created": created,
+        "owner": "",
+        "annotations": annotations,
+    }
+    return state

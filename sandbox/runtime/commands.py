@@ -9,13 +9,14 @@ import select
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.errors import InvalidArgumentError
-from sandbox.linux.cgroups import open_manager
-from sandbox.linux.cgroups.manager import CgroupManager
 from sandbox.oci import state as oci
 from sandbox.runtime import container
+
+if TYPE_CHECKING:
+    from sandbox.linux.cgroups.types import CgroupManager
 
 
 class SignalError(InvalidArgumentError):
@@ -40,33 +41,9 @@ def parse_signal(text: str) -> int:
 
 def manager_of(record: container.Record) -> CgroupManager:
     """The cgroup manager of a recorded container."""
+    from sandbox.linux.cgroups.manager import open_manager
+
     return open_manager(record["cgroups_path"], record["id"])
-
-
-def start(root: str, container_id: str) -> None:
-    """Let the init exec the user process: open exec.fifo for reading (runc's handshake)."""
-    record = container.load(root, container_id)
-    container.require("start", container_id, container.status(root, record))
-    fifo_path = os.path.join(container.container_dir(root, container_id), container.EXEC_FIFO)
-    try:
-        fd = os.open(fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise container.ContainerStateError("cannot start an already running container") from None
-    try:
-        # The init is blocked in open(O_WRONLY); our open released it. Wait for its byte,
-        # checking it is still alive (a dead init would leave us waiting forever).
-        while True:
-            readable, _, _ = select.select([fd], [], [], 0.1)
-            if readable:
-                data = os.read(fd, 1)
-                if data:
-                    break
-                raise container.ContainerStateError("container init exited before start")
-            if not container.init_alive(record):
-                raise container.ContainerStateError("container init exited before start")
-    finally:
-        os.close(fd)
-    os.unlink(fifo_path)
 
 
 def state(root: str, container_id: str) -> oci.OCIState:

@@ -1,6 +1,7 @@
 """A container's record under `--root` and its lifecycle.
 
     ROOT/<container_id>/state.json   the record (written atomically: temp file, fsync, rename)
+    ROOT/<container_id>/init         "PID START_TIME" of the init (read by the lean `start`)
     ROOT/<container_id>/exec.fifo    exists while the init waits for `start` (runc's protocol)
 
 The status is never stored; it is derived from the kernel each time (runc does the same):
@@ -23,16 +24,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from common.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
 from sandbox.oci.state import CREATED, RUNNING, STOPPED
+from sandbox.runtime.container_paths import EXEC_FIFO, INIT_FILE, STATE_FILE, check_id_fast
 
-STATE_FILE = "state.json"
-EXEC_FIFO = "exec.fifo"
-
-_VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]{0,1023}$")
+__all__ = ["EXEC_FIFO", "INIT_FILE", "STATE_FILE"]
 
 ALLOWED = {
     "start": (CREATED,),
@@ -57,26 +55,28 @@ class ContainerStateError(FailedPreconditionError):
     """The command does not fit the container's status."""
 
 
-class Record(TypedDict):
-    """state.json: what later commands need to find the container again."""
+if TYPE_CHECKING:
+    # For mypy only (start-up budget); at run time a record is the JSON dict.
+    class Record(TypedDict):
+        """state.json: what later commands need to find the container again."""
 
-    id: str
-    init_pid: int
-    init_start_time: int
-    bundle: str
-    rootfs: str
-    created: str
-    annotations: dict[str, str]
-    cgroups_path: str
-    cgroup_dirs: dict[str, str]
-    cgroup_unified: bool
-    no_pivot: bool
-    config: dict[str, Any]
+        id: str
+        init_pid: int
+        init_start_time: int
+        bundle: str
+        rootfs: str
+        created: str
+        annotations: dict[str, str]
+        cgroups_path: str
+        cgroup_dirs: dict[str, str]
+        cgroup_unified: bool
+        no_pivot: bool
+        config: dict[str, Any]
 
 
 def check_id(container_id: str) -> None:
     """Container ids become directory names: runc's charset, no path tricks."""
-    if not _VALID_ID.match(container_id):
+    if not check_id_fast(container_id):
         raise ContainerStateError(f'invalid container id "{container_id}"')
 
 
@@ -101,6 +101,11 @@ def save(root: str, record: Record) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, final)
+    init_path = os.path.join(directory, INIT_FILE)
+    tmp = os.path.join(directory, f".{INIT_FILE}.tmp-{os.getpid()}")
+    with open(tmp, "w") as init_file:
+        init_file.write(f"{record['init_pid']} {record['init_start_time']}\n")
+    os.replace(tmp, init_path)
 
 
 def load(root: str, container_id: str) -> Record:

@@ -240,20 +240,20 @@ def _create(
     start_time = container.process_start_time(init_pid)
     if start_time is None:
         raise CreateError("init: the container's init exited during create")
-    record = container.Record(
-        id=container_id,
-        init_pid=init_pid,
-        init_start_time=start_time,
-        bundle=bundle,
-        rootfs=rootfs,
-        created=now_rfc3339(),
-        annotations=spec.get("annotations", {}),
-        cgroups_path=linux.get("cgroupsPath", ""),
-        cgroup_dirs=manager.dirs(),
-        cgroup_unified=manager.unified,
-        no_pivot=no_pivot,
-        config=dict(spec),
-    )
+    record: container.Record = {
+        "id": container_id,
+        "init_pid": init_pid,
+        "init_start_time": start_time,
+        "bundle": bundle,
+        "rootfs": rootfs,
+        "created": now_rfc3339(),
+        "annotations": spec.get("annotations", {}),
+        "cgroups_path": linux.get("cgroupsPath", ""),
+        "cgroup_dirs": manager.dirs(),
+        "cgroup_unified": manager.unified,
+        "no_pivot": no_pivot,
+        "config": dict(spec),
+    }
     container.save(root, record)
     if pid_file:
         write_pid_file(pid_file, init_pid)

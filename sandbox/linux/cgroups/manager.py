@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from common.errors import FailedPreconditionError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    from sandbox.linux.cgroups.types import CgroupManager, CgroupStats
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -31,90 +34,28 @@ class CgroupValueError(InvalidArgumentError):
     """A resource value the kernel interface cannot express (names the field)."""
 
 
-class CgroupStats(TypedDict):
-    """A snapshot of one container's cgroup; 0 where the host does not account a value.
-
-    cpu_* in nanoseconds; memory_working_set_bytes = usage - inactive_file (what kubelet's
-    eviction and `kubectl top` use, as cAdvisor and containerd compute it).
-    """
-
-    cpu_usage_ns: int
-    cpu_user_ns: int
-    cpu_system_ns: int
-    cpu_nr_periods: int
-    cpu_nr_throttled: int
-    cpu_throttled_ns: int
-    memory_usage_bytes: int
-    memory_working_set_bytes: int
-    memory_rss_bytes: int
-    memory_cache_bytes: int
-    memory_limit_bytes: int
-    memory_swap_usage_bytes: int
-    memory_page_faults: int
-    memory_major_page_faults: int
-    pids_current: int
-    pids_limit: int
-    oom_kill_count: int
-
-
 def empty_stats() -> CgroupStats:
     """All-zero stats (fields a hierarchy lacks stay 0)."""
-    return CgroupStats(
-        cpu_usage_ns=0,
-        cpu_user_ns=0,
-        cpu_system_ns=0,
-        cpu_nr_periods=0,
-        cpu_nr_throttled=0,
-        cpu_throttled_ns=0,
-        memory_usage_bytes=0,
-        memory_working_set_bytes=0,
-        memory_rss_bytes=0,
-        memory_cache_bytes=0,
-        memory_limit_bytes=0,
-        memory_swap_usage_bytes=0,
-        memory_page_faults=0,
-        memory_major_page_faults=0,
-        pids_current=0,
-        pids_limit=0,
-        oom_kill_count=0,
-    )
-
-
-class CgroupManager(Protocol):
-    """What crib-runtime and the stats code need of a container's cgroup."""
-
-    cgroups_path: str
-
-    @property
-    def unified(self) -> bool:
-        """True for cgroup v2."""
-
-    def dirs(self) -> dict[str, str]:
-        """Hierarchy name -> the container's directory ("" is the only key on v2)."""
-
-    def exists(self) -> bool:
-        """Whether the container's cgroup directory exists."""
-
-    def create(self) -> None:
-        """mkdir the container's cgroup (and its parents) in every hierarchy."""
-
-    def add_process(self, pid: int) -> None:
-        """Move `pid` into the cgroup (cgroup.procs)."""
-
-    def apply(self, resources: Any) -> list[str]:
-        """Write an OCI `linux.resources`; returns warnings for what this host cannot do."""
-
-    def pids(self) -> list[int]:
-        """The processes in the cgroup (cgroup.procs)."""
-
-    def stats(self) -> CgroupStats:
-        """Current usage and limits."""
-
-    def oom_kill_count(self) -> int:
-        """How many processes the OOM killer killed in this cgroup."""
-
-    def destroy(self, timeout_s: float = 5.0) -> None:
-        """rmdir the container's cgroup, waiting for exiting processes to leave."""
+    stats: CgroupStats = {
+        "cpu_usage_ns": 0,
+        "cpu_user_ns": 0,
+        "cpu_system_ns": 0,
+        "cpu_nr_periods": 0,
+        "cpu_nr_throttled": 0,
+        "cpu_throttled_ns": 0,
+        "memory_usage_bytes": 0,
+        "memory_working_set_bytes": 0,
+        "memory_rss_bytes": 0,
+        "memory_cache_bytes": 0,
+        "memory_limit_bytes": 0,
+        "memory_swap_usage_bytes": 0,
+        "memory_page_faults": 0,
+        "memory_major_page_faults": 0,
+        "pids_current": 0,
+        "pids_limit": 0,
+        "oom_kill_count": 0,
+    }
+    return stats
 
 
 # ---- helpers shared by both implementations ------------------------------------------------
@@ -264,3 +205,13 @@ def blkio_weight_to_io_weight(weight: int) -> int:
     if weight == 0:
         return 0
     return 1 + (weight - 10) * 9999 // 990
+
+
+def __getattr__(name: str) -> Any:
+    # The Protocol and the TypedDict live in types.py so that crib-runtime, which only
+    # needs the functions, does not pay for building them (PEP 562 lazy attributes).
+    if name in ("CgroupManager", "CgroupStats"):
+        from sandbox.linux.cgroups import types
+
+        return getattr(types, name)
+    raise AttributeError(name)

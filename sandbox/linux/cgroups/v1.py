@@ -9,11 +9,10 @@ follow the kernel's Documentation/admin-guide/cgroup-v1/*.rst.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.linux.cgroups.manager import (
     CgroupError,
-    CgroupStats,
     empty_stats,
     inner_path,
     read_file,
@@ -24,6 +23,9 @@ from sandbox.linux.cgroups.manager import (
     write_file,
 )
 from sandbox.linux.devices import DEFAULT_ALLOW_RULES, cgroup_rule
+
+if TYPE_CHECKING:
+    from sandbox.linux.cgroups.types import CgroupStats
 
 _SKIP = ("unified",)
 _USER_HZ = 100

@@ -13,11 +13,10 @@ spec creates in its /dev).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.linux.cgroups.manager import (
     CgroupError,
-    CgroupStats,
     blkio_weight_to_io_weight,
     cpu_shares_to_weight,
     empty_stats,
@@ -28,6 +27,9 @@ from sandbox.linux.cgroups.manager import (
     rmdir_retry,
     write_file,
 )
+
+if TYPE_CHECKING:
+    from sandbox.linux.cgroups.types import CgroupStats
 
 # Controllers a container's cgroup may use; enabled in each ancestor's subtree_control.
 _WANTED = ("cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc")
