@@ -226,7 +226,7 @@ def _create(
     if intermediate_pid == 0:
         parent_sock.close()
         try:
-            init.intermediate(child_sock, spec, manager.add_process, init_args)
+            init.intermediate(child_sock, spec, init_args)
         except BaseException as err:  # noqa: BLE001 - a forked child reports anything, then exits
             sync.send_error(child_sock, "intermediate", err)
         os._exit(1)
@@ -236,7 +236,7 @@ def _create(
     children = {"intermediate": intermediate_pid, "init": 0}
     undo.push("kill container processes", lambda: _kill_and_reap(children))
 
-    init_pid = _handshake(parent_sock, spec, children)
+    init_pid = _handshake(parent_sock, spec, children, manager.add_process)
     start_time = container.process_start_time(init_pid)
     if start_time is None:
         raise CreateError("init: the container's init exited during create")
@@ -263,7 +263,9 @@ def _create(
     return init_pid
 
 
-def _handshake(sock: sync.Socket, spec: Any, children: dict[str, int]) -> int:
+def _handshake(
+    sock: sync.Socket, spec: Any, children: dict[str, int], join_cgroup: Callable[[int], None]
+) -> int:
     """Serve the children until the init is ready; returns its pid."""
     linux = spec.get("linux", {})
     init_pid = 0
@@ -299,6 +301,20 @@ def _handshake(sock: sync.Socket, spec: Any, children: dict[str, int]) -> int:
         elif kind == "pid":
             init_pid = int(message["pid"])
             children["init"] = init_pid
+            # runc's order: the parent places the init in the cgroup while it sets up.
+            # If the init already failed, its error message (queued) is the real cause.
+            try:
+                join_cgroup(init_pid)
+                sync.send(sock, {"type": "cgroup-joined"})
+            except Exception as err:  # noqa: BLE001 - one line, then the undo stack
+                pending = sync.receive(sock)
+                if pending is not None and pending.get("type") == "error":
+                    raise CreateError(
+                        sync.SyncError(
+                            pending["step"], pending["errno"], pending["path"], pending["message"]
+                        ).line()
+                    ) from None
+                raise CreateError(f"join cgroup: {err}") from None
             _, status = os.waitpid(children["intermediate"], 0)
             children["intermediate"] = 0
             if os.waitstatus_to_exitcode(status) != 0:

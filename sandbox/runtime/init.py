@@ -44,10 +44,9 @@ def run_steps(sock: sync.Socket, steps: list[proc.Step]) -> None:
 def intermediate(
     sock: sync.Socket,
     spec: Any,
-    join_cgroup: Any,
     init_args: dict[str, Any],
 ) -> None:
-    """C1: join the cgroup and the given namespaces, create the others, fork the init."""
+    """C1: join the given namespaces, create the others (but cgroup), fork the init."""
     state: dict[str, Any] = {}
     ns_paths = {
         ns["type"]: ns.get("path") or None for ns in spec.get("linux", {}).get("namespaces", [])
@@ -66,7 +65,7 @@ def intermediate(
         os.setresuid(0, 0, 0)
 
     def unshare_rest() -> None:
-        flags = namespaces.unshare_flags([t for t in to_create if t != "user"])
+        flags = namespaces.unshare_flags([t for t in to_create if t not in ("user", "cgroup")])
         if flags:
             syscalls.unshare(flags)
 
@@ -80,13 +79,13 @@ def intermediate(
             offsets.write(lines)
 
     steps: list[proc.Step] = [
-        ("join cgroup", lambda: join_cgroup(os.getpid())),
         ("open namespaces", open_namespaces),
         ("setns", lambda: namespaces.join(state["opened"])),
     ]
     if "user" in to_create:
         steps.append(("create user namespace", new_userns))
-    steps.append(("unshare " + ",".join(t for t in to_create if t != "user"), unshare_rest))
+    unshared = [t for t in to_create if t not in ("user", "cgroup")]
+    steps.append(("unshare " + ",".join(unshared), unshare_rest))
     if "time" in to_create and linux.get("timeOffsets"):
         steps.append(("time offsets", time_offsets))
     run_steps(sock, steps)
@@ -139,7 +138,26 @@ def container_init(
     steps: list[proc.Step] = [("setsid", _setsid)]
     if not no_new_keyring:
         steps.append(("session keyring", lambda: _keyring(container_id)))
-    steps.extend((op.step, op.apply) for op in plan)
+
+    def joined_cgroup() -> None:
+        # The parent moves us into the cgroup while we build the rootfs (the first
+        # cgroup.procs write waits for an RCU grace period, ~10 ms); the cgroup namespace
+        # must be created after the move so that its root is the container's cgroup.
+        sync.expect(sock, "cgroup-joined")
+        if "cgroup" in namespace_types and not _joined_by_path(linux, "cgroup"):
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+
+    join_step: proc.Step = ("join cgroup", joined_cgroup)
+    # v2's cgroup mount needs the cgroup namespace; v1 binds host directories (no need).
+    first_cgroup_mount = next(
+        (i for i, op in enumerate(plan) if isinstance(op, mounts.CgroupMount)), None
+    )
+    ops: list[proc.Step] = [(op.step, op.apply) for op in plan]
+    if cgroup_unified and first_cgroup_mount is not None:
+        ops.insert(first_cgroup_mount, join_step)
+    else:
+        ops.append(join_step)
+    steps.extend(ops)
     if process.get("terminal"):
         size = process.get("consoleSize")
         steps.append(("console", lambda: _console(console_fd, size)))
@@ -185,6 +203,10 @@ def container_init(
         # Nobody listens any more: the message goes to the container's stderr, like runc's.
         os.write(2, f"crib-runtime init: {err}\n".encode(errors="replace"))
     os._exit(127)
+
+
+def _joined_by_path(linux: Any, ns_type: str) -> bool:
+    return any(ns["type"] == ns_type and ns.get("path") for ns in linux.get("namespaces", []))
 
 
 def _setsid() -> None:

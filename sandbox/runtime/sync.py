@@ -6,25 +6,28 @@ nsexec (stage 0/1/2) and youki's main/intermediate/init:
     create (P0, subreaper)              intermediate (C1)             init (C2)
     ─────────────────────────────────   ───────────────────────────   ──────────────────────
     cgroup mkdir + resources
-    fork ─────────────────────────────▶ join cgroup, setns(paths)
+    fork ─────────────────────────────▶ setns(paths)
                                         unshare(USER)?
               ◀─────────── {"type":"userns"}
     write uid_map/gid_map
               ──────── {"type":"userns-mapped"} ▶
-                                        setresuid(0), unshare(rest)
+                                        setresuid(0), unshare(rest
+                                        but cgroup)
                                         fork ───────────────────────▶ (pid 1 of a new pid ns)
-              ◀─────── {"type":"pid","pid":N}
-                                        _exit(0): C2 re-parents to P0
-                                                                      rootfs, console,
-                                                                      hostname, sysctls,
-                                                                      paths, rlimits, caps,
-                                                                      user, seccomp
+              ◀─────── {"type":"pid","pid":N}                         rootfs mounts ...
+    write N to cgroup.procs             _exit(0): C2 re-parents to P0
+              ─────────────────── {"type":"cgroup-joined"} ─────────▶ unshare(CGROUP),
+                                                                      console, hostname,
+                                                                      sysctls, paths, rlimits,
+                                                                      caps, user, seccomp
               ◀──────────────────────────────────────── {"type":"ready"}
     write --pid-file, state.json
     exit 0: C2 re-parents to P0's                                     open(exec.fifo, WRONLY)
     subreaper (conmon)                                                blocks until `start`,
                                                                       then execve(args)
 
+The cgroup move overlaps the init's rootfs work (runc's parent does it the same way): the
+first cgroup.procs write of a burst waits for an RCU grace period (~10 ms on v1 here).
 Any stage that fails sends {"type":"error","step":S,"errno":E,"path":P,"message":M} and
 exits; P0 then kills what exists, removes the cgroup and the state directory, and prints
 one line. EOF without "ready" means the child died: P0 reports its exit status.
