@@ -215,7 +215,23 @@ class Logger:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `crib-runtime` console script."""
+    """Entry point of the `crib-runtime` console script.
+
+    Called without `argv` (the console script), it ends the process itself once stdio is
+    flushed: interpreter finalization (module teardown, GC) costs milliseconds that every
+    create/start would pay, and a runtime process holds nothing that needs it.
+    """
+    code = _main(argv)
+    if argv is None:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         options = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as err:

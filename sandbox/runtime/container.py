@@ -87,7 +87,11 @@ def container_dir(root: str, container_id: str) -> str:
 
 
 def save(root: str, record: Record) -> None:
-    """Write state.json atomically (temp file in the same directory, fsync, rename)."""
+    """Write state.json atomically (temp file in the same directory, rename).
+
+    Atomic, not durable: --root is volatile state (/run, a tmpfs, in production) that
+    does not outlive a reboot, so an fsync buys nothing and costs milliseconds on disks.
+    """
     directory = container_dir(root, record["id"])
     final = os.path.join(directory, STATE_FILE)
     tmp = os.path.join(directory, f".{STATE_FILE}.tmp-{os.getpid()}")
@@ -97,7 +101,6 @@ def save(root: str, record: Record) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, final)

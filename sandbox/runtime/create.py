@@ -103,6 +103,13 @@ def create(
         raise NotFoundError(f"bundle {bundle} does not exist")
     spec = load_spec(bundle)
     rootfs = resolve_rootfs(bundle, spec)
+    hooks = spec.get("hooks")
+    if isinstance(hooks, dict) and any(hooks.values()):
+        # Failing beats silently skipping a hook a workload relies on (GPU hooks, ...).
+        raise BundleError(
+            f"hooks: {', '.join(sorted(k for k, v in hooks.items() if v))}: "
+            "OCI hooks are not supported by crib-runtime"
+        )
     linux = spec.get("linux", {})
     seccomp_filter = None
     if linux.get("seccomp"):

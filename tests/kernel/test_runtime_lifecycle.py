@@ -338,8 +338,11 @@ def bad_bundle_cases() -> dict[str, Any]:
     bad_mount["mounts"].append(
         {"destination": "/mnt", "type": "bind", "source": "/crt-no-such-dir", "options": ["rbind"]}
     )
+    hooked = base_spec(SLEEPER)
+    hooked["hooks"] = {"prestart": [{"path": "/bin/true"}], "poststop": []}
     return {
         "no config.json": (None, "config.json not found"),
+        "hooks": (hooked, "hooks: prestart: OCI hooks are not supported"),
         "bad json": ("{not json", "invalid JSON"),
         "unknown namespace": (unknown_ns, 'unknown namespace type "crt-bogus"'),
         "missing rootfs": (missing_rootfs, "does not exist"),
