@@ -406,3 +406,14 @@ def test_setup_error_names_step_errno_and_path(crib: Runner, runtime_rootfs: pat
     assert "mount /crt-mnt: " in line
     assert "errno 19" in line  # ENODEV: unknown filesystem type
     assert f"path {runtime_rootfs}/crt-mnt" in line
+
+
+def test_exec_tty_without_console_socket_relays_the_pty(crib: Runner) -> None:
+    _, _, steps = crib.script(
+        base_spec(SLEEPER),
+        [CREATE, ["start", "{id}"], ["exec", "-t", "{id}", "/bin/probe", "tty", "exit:5"]],
+    )
+    assert steps[2]["rc"] == 5, steps[2]
+    out = json.loads(steps[2]["stdout"].replace("\r\n", "\n").strip().splitlines()[-1])
+    assert out["tty"]["stdin"] == 1
+    assert out["tty"]["name"].startswith("/dev/pts/")
