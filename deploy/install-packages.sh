@@ -21,6 +21,7 @@ TEST_PKGS=(
   skopeo                        # copies OCI layouts into it
   busybox-static                # the root filesystem of test images
   procps psmisc                 # ps/pgrep/fuser for leak checks
+  gcc libc6-dev                 # the static probe the crib-runtime kernel tests run inside containers
 )
 BENCH_PKGS=(
   containerd                    # the peer runtime the benchmarks compare against
