@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 
 from sandbox.monitor.conmon import Conmon
 from tests.e2e.pods import PodCrib, pod_crib
-from tests.handlers import HANDLERS
+from tests.handlers import HANDLERS, runtime_binary
 from tests.leakcheck import no_leaks  # noqa: F401 - module-wide leak check
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.usefixtures("no_leaks")]
@@ -33,9 +32,7 @@ def conmon_of(crib: PodCrib) -> Conmon:
 
 
 def runtime_path(handler: str) -> str:
-    path = shutil.which(handler)
-    assert path is not None
-    return path
+    return runtime_binary(handler)
 
 
 def process(*args: str) -> dict[str, object]:

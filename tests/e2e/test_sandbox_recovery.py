@@ -20,7 +20,7 @@ import pytest
 from cri.api import api_pb2 as pb
 from sandbox.monitor import proc
 from tests.e2e.pods import PodCrib, echo, echo_server, mounts_under, pod_crib
-from tests.handlers import HANDLERS
+from tests.handlers import HANDLERS, runtime_binary
 from tests.leakcheck import no_leaks  # noqa: F401 - module-wide leak check
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.usefixtures("no_leaks")]
@@ -218,7 +218,7 @@ def test_retry_after_deadline_gets_the_sandbox_being_made(handler: str, record_d
 
 
 def test_pod_of_a_handler_removed_from_the_config_can_still_go(handler: str) -> None:
-    with pod_crib(handler, runtimes={"cpod-alias": {"path": handler}}) as crib:
+    with pod_crib(handler, runtimes={"cpod-alias": {"path": runtime_binary(handler)}}) as crib:
         config = crib.pod_config("orphaned-handler")
         sandbox_id = (
             crib.runtime()
