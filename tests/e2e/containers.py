@@ -34,10 +34,13 @@ PREFIX = "cctr"
 TEST_RANGE = "10.124."
 REPO = "cctr"
 
+EXTRA_APPLETS = ("unshare", "chown", "dd", "tr", "printf", "setsid")
+
 # The images the container tests run (built in memory, pushed to the test registry).
 IMAGES: dict[str, Callable[[], ib.Image]] = {
+    # + applets tests/imagebuild.py does not link (busybox dispatches on argv[0])
     "busybox": lambda: ib.busybox_image(
-        extra_layers=[ib.Layer([ib.symlink("bin/unshare", "busybox")])],
+        extra_layers=[ib.Layer([ib.symlink(f"bin/{a}", "busybox") for a in EXTRA_APPLETS])],
     ),
     "app-user": lambda: ib.busybox_image(user="app", working_dir="/home/app/work"),
     "stop-usr1": lambda: ib.busybox_image(stop_signal="SIGUSR1"),
