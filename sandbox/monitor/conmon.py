@@ -42,6 +42,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from sandbox.monitor import proc
 from sandbox.monitor.errors import MonitorCreateError, MonitorError, MonitorTimeoutError
 from sandbox.oci.client import stderr_message
 
@@ -389,6 +390,7 @@ class Conmon:
         text = str(message.get("message", ""))
         stdout, stderr = read_k8s_log(log_path)
         if text == EXEC_TIMED_OUT_MESSAGE:
+            await _collect_killed(_read_pid(pidfile))
             return ExecSyncResult(-1, stdout, stderr + EXEC_TIMED_OUT_MESSAGE.encode(), True)
         if not isinstance(code, int):
             raise MonitorError(f"exec in {container_id}: conmon sent no exit code: {message}")
@@ -476,6 +478,22 @@ async def _read_line(sock: socket.socket) -> bytes:
             break
         data += chunk
     return bytes(data.split(b"\n", 1)[0])
+
+
+async def _collect_killed(pid: int) -> None:
+    """Wait for a process conmon SIGKILLed on an exec timeout and reap it.
+
+    conmon kills the exec's process group and exits without waiting (conmon.c), so the
+    killed process is re-parented to crib, the subreaper, as a zombie: until it is reaped
+    it still shows in the container (`pgrep` finds it: critest checks exactly that).
+    """
+    if pid <= 0:
+        return
+    started = proc.start_time(pid)
+    if started is None:
+        return
+    if await proc.wait_exit(pid, started, 10.0):
+        proc.reap_child(pid)
 
 
 def _read_pid(path: str) -> int:
