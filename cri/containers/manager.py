@@ -238,6 +238,11 @@ class ContainerManager:
                 f" ({sandbox.status.state.value}); cannot create containers in it"
             )
         image = self.images.require(plan.image)
+        # Image volumes: NOT_FOUND now rather than after half a creation, and their image
+        # ids recorded as Mount.image.image_ref (ContainerStatus mounts, KEP 5365).
+        for mount in plan.config.mounts:
+            if mount.HasField("image") and mount.image.image:
+                mount.image.image_ref = self.images.require(mount.image.image).image_id
         meta = sandbox.metadata
         name = container_name(plan.config.metadata, meta.name, meta.namespace, meta.uid)
         holder = self.registrar.holder(name)
@@ -387,7 +392,7 @@ class ContainerManager:
         for index, mount in enumerate(config.mounts):
             if not (mount.HasField("image") and mount.image.image):
                 continue
-            volume_image = self.images.require(mount.image.image)
+            volume_image = self.images.require(mount.image.image_ref or mount.image.image)
             view = await asyncio.to_thread(
                 self.images.prepare_rootfs,
                 _volume_snapshot(container_id, index),

@@ -51,6 +51,15 @@ def plan(request: pb.CreateContainerRequest) -> ContainerPlan:
             "config.linux.security_context.namespace_options.target_id is required with pid"
             " mode TARGET"
         )
+    for i, mount in enumerate(config.mounts):
+        if mount.HasField("image") and mount.image.image and not mount.readonly:
+            # Image volumes are read-only by definition (KEP 4639); kubelet always sends
+            # readonly, and a request saying otherwise is refused rather than silently
+            # changed (critest "should reject Image Volume with Readonly set to false").
+            raise InvalidArgumentError(
+                f"config.mounts[{i}] ({mount.container_path!r}): image volume"
+                f" {mount.image.image!r} is read-only; readonly must be true"
+            )
     return ContainerPlan(
         sandbox_ref=request.pod_sandbox_id,
         name=name,

@@ -464,6 +464,7 @@ def test_image_volume_and_read_only_host_mount(crib: CtrCrib) -> None:
                 container_path="/img",
                 image=pb.ImageSpec(image=crib.image("volume")),
                 image_sub_path="data",
+                readonly=True,
             ),
             pb.Mount(container_path="/ro", host_path=host_dir, readonly=True),
         ],
@@ -471,6 +472,15 @@ def test_image_volume_and_read_only_host_mount(crib: CtrCrib) -> None:
     container_id = crib.run(sandbox_id, pod, config)
     crib.wait_state(container_id, RUNNING)
     assert crib.output(container_id, "cat", "/img/hello") == "from the image\n"
+    volume_id = (
+        crib.images()
+        .ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=crib.image("volume"))))
+        .image.id
+    )
+    [image_mount] = [
+        m for m in crib.status(container_id).status.mounts if m.container_path == "/img"
+    ]
+    assert image_mount.image.image_ref == volume_id  # KEP 5365
     assert crib.output(container_id, "cat", "/ro/f") == "host\n"
     for path in ("/img/new", "/ro/new"):
         result = crib.exec_sync(container_id, ["touch", path])

@@ -44,6 +44,10 @@ def test_plan() -> None:
             ),
             "target_id is required",
         ),
+        (
+            request(mounts=[pb.Mount(container_path="/v", image=pb.ImageSpec(image="vol:1"))]),
+            "image volume 'vol:1' is read-only; readonly must be true",
+        ),
     ],
 )
 def test_refusals_name_the_field(req: pb.CreateContainerRequest, message: str) -> None:
