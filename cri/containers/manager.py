@@ -666,11 +666,34 @@ class ContainerManager:
         )
 
     async def _post_stop(self, record: ContainerRecord) -> None:
-        """After the init died: kill what is left in its cgroup, unmount its filesystems."""
-        await self._kill_leftovers(record)
-        failures = await asyncio.to_thread(self._unmount_all, record)
-        for failure in failures:
-            log.warning("container %s: %s (Remove retries)", record.record_id, failure)
+        """After the init died (called under the container's lock): kill what is left in its
+        cgroup, delete the runtime's state and the cgroup, unmount its filesystems, as
+        containerd deletes a task on exit. Failures are logged; Remove repeats the steps."""
+        failures = await self._release(record)
+        if failures:
+            for failure in failures:
+                log.warning("container %s: %s (Remove retries)", record.record_id, failure)
+            return
+        current = self.store.get(record.record_id)
+        if current is not None and not current.status.released:
+            released = dataclasses.replace(current.status, released=True)
+            await asyncio.to_thread(self.store.update_status, record.record_id, lambda _: released)
+
+    async def _release(self, record: ContainerRecord) -> list[str]:
+        """The kernel-side half of the teardown; "what: error" for each failed step."""
+        failures: list[str] = []
+        for what, action in (
+            ("processes", self._kill_leftovers),
+            ("runtime state", self._delete_runtime_state),
+            ("conmon", self._stop_conmon),
+            ("cgroup", self._remove_cgroup),
+        ):
+            try:
+                await action(record)
+            except Exception as err:  # noqa: BLE001 - every step gets its turn
+                failures.append(f"{what}: {err}")
+        failures.extend(await asyncio.to_thread(self._unmount_all, record))
+        return failures
 
     async def _kill_leftovers(self, record: ContainerRecord) -> None:
         """SIGKILL every process still in the container's cgroup (exec'd processes when the
@@ -806,16 +829,16 @@ class ContainerManager:
             except Exception as err:  # noqa: BLE001 - every step gets its turn
                 failures.append(f"{what}: {err}")
 
-        await step("processes", lambda: self._kill_leftovers(record))
-        await step("runtime state", lambda: self._delete_runtime_state(record))
-        await step("conmon", lambda: self._stop_conmon(record))
-        await step("cgroup", lambda: self._remove_cgroup(record))
-        unmount_failures = await asyncio.to_thread(self._unmount_all, record)
-        failures.extend(unmount_failures)
-        if not unmount_failures:
-            await step("rootfs snapshot", lambda: self._remove_snapshots(container_id))
-            await step("bundle", lambda: asyncio.to_thread(_rmtree, meta.bundle_dir))
-        await step("exit files", lambda: asyncio.to_thread(self._remove_exit_files, record))
+        current = self.store.get(container_id)
+        if current is None or not current.status.released:
+            failures.extend(await self._release(record))
+        # The file-side half: independent of each other, so done at once. A rootfs that is
+        # still mounted keeps its snapshot and bundle (removing them would cut into it).
+        steps = [step("exit files", lambda: asyncio.to_thread(self._remove_exit_files, record))]
+        if not any(f.startswith("mount") for f in failures):
+            steps.append(step("rootfs snapshot", lambda: self._remove_snapshots(container_id)))
+            steps.append(step("bundle", lambda: asyncio.to_thread(_rmtree, meta.bundle_dir)))
+        await asyncio.gather(*steps)
         return failures
 
     async def _delete_runtime_state(self, record: ContainerRecord) -> None:

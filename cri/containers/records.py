@@ -174,6 +174,9 @@ class ContainerStatus:
     seccomp_profile: str = ""
     # The container's resources now (LinuxContainerResources as protobuf JSON).
     resources: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # After the exit: the runtime's state, the cgroup and the mounts are released already
+    # (Remove then only deletes files and the record).
+    released: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """JSON for the status file."""
@@ -192,6 +195,7 @@ class ContainerStatus:
             "stop_signal": self.stop_signal,
             "seccomp_profile": self.seccomp_profile,
             "resources": self.resources,
+            "released": self.released,
         }
 
     @classmethod
@@ -214,6 +218,7 @@ class ContainerStatus:
             stop_signal=int(data["stop_signal"]),
             seccomp_profile=str(data["seccomp_profile"]),
             resources=dict(data["resources"]),
+            released=bool(data.get("released", False)),
         )
 
     def moved_to(self, state: ContainerState, **changes: Any) -> ContainerStatus:
