@@ -91,7 +91,7 @@ from image.service import ImageService
 from sandbox.container import rootfs as host_rootfs
 from sandbox.container.errors import ContainerHostError
 from sandbox.monitor import proc
-from sandbox.monitor.conmon import Conmon, CreateSpec, ExecSyncResult
+from sandbox.monitor.conmon import ATTACH_SOCKET, CTL_FIFO, Conmon, CreateSpec, ExecSyncResult
 from sandbox.oci.client import RuntimeClient
 from sandbox.oci.errors import OciContainerNotFoundError, OciRuntimeError, OciRuntimeMissingError
 from sandbox.pod import cgroup
@@ -135,6 +135,23 @@ class ContainerStopError(ContainerError):
 
 class ContainerTeardownError(ContainerError):
     """Some resources of the container could not be released; the message names them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorPaths:
+    """A container's conmon endpoints (docs/conmon.md 6).
+
+    `attach_socket`: SOCK_SEQPACKET; each packet from conmon is one byte (2 stdout, 3 stderr)
+    plus up to 8192 bytes of output; bytes sent to it go to the container's stdin (when it
+    was created with stdin) and shutdown(SHUT_WR) closes stdin unless stdin_once is false.
+    `ctl_fifo`: lines `1 HEIGHT WIDTH` resize the terminal, `2 0 0` reopens the log.
+    """
+
+    attach_socket: str
+    ctl_fifo: str
+    tty: bool
+    stdin: bool
+    stdin_once: bool
 
 
 def new_container_store(root: str) -> ContainerStore:
@@ -962,6 +979,33 @@ class ContainerManager:
             process,
             os.path.join(record.metadata.bundle_dir, EXEC_DIR),
             timeout_s,
+        )
+
+    def exec_process_spec(
+        self, container_id: str, cmd: list[str], tty: bool = False
+    ) -> dict[str, Any]:
+        """The OCI process for an exec in a running container (streaming Exec): the
+        container's own process (user, env, cwd, capabilities, ...) with `cmd` as args.
+        Exec'd processes join the container's cgroup, so they die with the container."""
+        record = self.require(container_id)
+        if record.status.state is not ContainerState.RUNNING:
+            raise ContainerStateError(
+                f"container {record.record_id} is {record.status.state.value}, not running"
+            )
+        process = self._exec_process(record, cmd)
+        process["terminal"] = tty
+        return process
+
+    def monitor_paths(self, container_id: str) -> MonitorPaths:
+        """Where the container's conmon listens (streaming Attach, terminal resize)."""
+        record = self.require(container_id)
+        meta = record.metadata
+        return MonitorPaths(
+            attach_socket=os.path.join(self.conmon.socket_dir, record.record_id, ATTACH_SOCKET),
+            ctl_fifo=os.path.join(meta.bundle_dir, CTL_FIFO),
+            tty=meta.tty,
+            stdin=meta.stdin,
+            stdin_once=meta.stdin_once,
         )
 
     def _exec_process(self, record: ContainerRecord, cmd: list[str]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import concurrent.futures
 import glob
 import os
 import secrets
+import socket
+import stat
 import time
 
 import grpc
@@ -488,3 +490,25 @@ def test_image_volume_and_read_only_host_mount(crib: CtrCrib) -> None:
         assert b"Read-only file system" in result.stderr
     crib.pods.remove_pod(sandbox_id)
     assert _snapshots(crib) == []
+
+
+def test_attach_socket_carries_stdio(crib: CtrCrib) -> None:
+    """conmon's attach socket (the streaming Attach will use it): stdin in, stdout out."""
+    sandbox_id, pod = crib.run_pod()
+    config = crib.config("attach", ["cat"], stdin=True, stdin_once=True)
+    container_id = crib.run(sandbox_id, pod, config)
+    crib.wait_state(container_id, RUNNING)
+    path = os.path.join(crib.pods.daemon.state, "s", container_id, "attach")
+    bundle = crib.info(container_id)["bundle"]
+    assert stat.S_ISFIFO(os.stat(os.path.join(bundle, "ctl")).st_mode)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+        conn.connect(path)
+        conn.settimeout(10)
+        conn.sendall(b"hello\n")
+        packet = conn.recv(8193)
+        assert packet == b"\x02hello\n"  # 2 = stdout
+        conn.shutdown(socket.SHUT_WR)  # stdin_once: cat sees EOF and exits
+    status = crib.wait_state(container_id, EXITED, timeout_s=10)
+    assert status.exit_code == 0
+    assert log_text(parse_log(crib.log_path(pod, config))) == "hello\n"
+    crib.pods.remove_pod(sandbox_id)
