@@ -65,6 +65,13 @@ from cri.api import api_pb2 as pb
 from cri.config import Config
 from cri.containers import exits
 from cri.containers import resources as res
+from cri.containers.errors import (
+    ContainerError,
+    ContainerNotFoundError,
+    ContainerStateError,
+    ContainerStopError,
+    ContainerTeardownError,
+)
 from cri.containers.records import (
     LIVE_STATES,
     RECORD_KIND,
@@ -115,26 +122,6 @@ KILL_WAIT_S = 30.0
 EXIT_FILE_WAIT_S = 30.0
 # After conmon is gone: one more look for the exit file, then the status is unknown.
 EXIT_FILE_GRACE_S = 1.0
-
-
-class ContainerError(DomainError):
-    """Root of the containers area's own errors (INTERNAL unless a category says else)."""
-
-
-class ContainerNotFoundError(ContainerError, NotFoundError):
-    """No container has this id (or unique id prefix)."""
-
-
-class ContainerStateError(ContainerError, FailedPreconditionError):
-    """The container is not in a state the operation accepts."""
-
-
-class ContainerStopError(ContainerError):
-    """The container's process does not die."""
-
-
-class ContainerTeardownError(ContainerError):
-    """Some resources of the container could not be released; the message names them."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -171,3 +171,21 @@ def test_kill_9_during_creations_leaves_nothing_half_made(crib: CtrCrib) -> None
         assert proc.start_time(init) is not None
     crib.pods.remove_pod(sandbox_id)
     assert crib.list() == []
+
+
+def test_retry_after_deadline_gets_the_container_being_made(crib: CtrCrib) -> None:
+    """kubelet gives up on a slow CreateContainer and retries with the same name: the retry
+    gets the container the first call made, not "name is reserved" (user-asks #4)."""
+    sandbox_id, pod = crib.run_pod()
+    config = crib.config("slow", ["sleep", "1000"])
+    with pytest.raises(grpc.RpcError) as err:
+        crib.create(sandbox_id, pod, config, timeout=0.01)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    container_id = crib.create(sandbox_id, pod, config)
+    assert crib.state(container_id) == CREATED
+    assert [c.id for c in crib.list(pod_sandbox_id=sandbox_id)] == [container_id]
+    # once handed over, the name is the container's like any other
+    with pytest.raises(grpc.RpcError) as err:
+        crib.create(sandbox_id, pod, config)
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    crib.pods.remove_pod(sandbox_id)
