@@ -884,6 +884,8 @@ class ContainerManager:
         targets = sorted(glob.glob(os.path.join(bundle, VOLUMES_DIR, "*")))
         targets.append(os.path.join(bundle, ROOTFS_DIR))
         for target in targets:
+            if not host_rootfs.is_mounted(target):
+                continue
             try:
                 host_rootfs.unmount_all(target)
             except ContainerHostError as err:
