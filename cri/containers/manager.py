@@ -95,6 +95,7 @@ from cri.specgen import (
 from cri.specgen.process import log_path_of
 from cri.store import KeyedLock, NameReservedError, Record, RecordStore, Registrar
 from image.service import ImageService
+from image.store import ImageRecord
 from sandbox.container import rootfs as host_rootfs
 from sandbox.container.errors import ContainerHostError
 from sandbox.monitor import proc
@@ -298,7 +299,7 @@ class ContainerManager:
         name: str,
         plan: ContainerPlan,
         sandbox: SandboxRecord,
-        image: Any,
+        image: ImageRecord,
     ) -> ContainerMetadata:
         """The record's metadata (raises INVALID_ARGUMENT for a log path leaving its dir)."""
         config = plan.config
@@ -1104,10 +1105,9 @@ class ContainerManager:
                 await task
 
 
-def image_name(image: Any) -> str:
+def image_name(image: ImageRecord) -> str:
     """The name the image store knows an image by: its first tag, else its id."""
-    tags = getattr(image, "repo_tags", ())
-    return str(tags[0]) if tags else str(image.image_id)
+    return image.repo_tags[0] if image.repo_tags else image.image_id
 
 
 def _volume_snapshot(container_id: str, index: int) -> str:
