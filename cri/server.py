@@ -3,9 +3,12 @@
 Start-up order (each step can stop start-up with a one-line error):
   1. create the roots, take the daemon locks (<state>/crib.pid and <root>/crib.lock:
      flock, so a crib killed by SIGKILL never blocks its successor)
-  2. load persisted records (refuse unknown versions), then recover: check every sandbox
-     against the kernel (pause alive with the same start time, pins present), sweep
-     orphan pins and run dirs, and DEL leaked CNI attachments (cni GC)
+  2. load persisted records (refuse unknown versions), ask each runtime handler for its
+     `features`, then recover: check every sandbox against the kernel (pause alive with
+     the same start time, pins present), sweep orphan pins and run dirs, and DEL leaked
+     CNI attachments (cni GC); then every container (sandboxes first: containers live in
+     them): init alive with the same start time, else its exit from conmon's files;
+     half-created ones torn down, orphan bundles and snapshots swept
   3. replace a stale socket left by a killed crib (we hold the lock, so it is nobody's)
   4. serve RuntimeService and ImageService on the unix socket, mode 0660
   5. serve exec/attach/port-forward on `streaming.address`:`streaming.port` (HTTP; its
@@ -112,12 +115,15 @@ class Daemon:
             PidLock(os.path.join(config.root, "crib.lock")),
         ]
         self._server: grpc.aio.Server | None = None
+        self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Lock, load state and start serving. Raises `DomainError` on failure."""
         self.service.prepare_dirs()
-        # conmon double-forks; as subreaper crib inherits and reaps its monitors.
+        # conmon double-forks; as subreaper crib inherits and reaps its monitors, and the
+        # orphan reaper collects whatever else ends up below it (user-asks #19).
         proc.set_child_subreaper()
+        self._reaper = asyncio.create_task(proc.OrphanReaper().run(), name="orphan reaper")
         acquired: list[PidLock] = []
         try:
             for lock in self._locks:
@@ -140,6 +146,7 @@ class Daemon:
                     f":{self.config.streaming.port}: {err.strerror}"
                 ) from None
         except BaseException:
+            self._reaper.cancel()
             for lock in acquired:
                 lock.release()
             raise
@@ -166,6 +173,11 @@ class Daemon:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.listen)
         await self.service.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
         for lock in self._locks:
             lock.release()
         log.info("crib stopped")

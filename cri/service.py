@@ -22,7 +22,10 @@ from common.binaries import resolve
 from common.errors import FailedPreconditionError, InvalidArgumentError
 from cri import __version__
 from cri.config import Config
+from cri.containers.manager import ContainerManager, new_container_store
 from cri.pods.manager import PodManager, new_sandbox_store
+from cri.specgen import HostFacts
+from cri.specgen import host as specgen_host
 from cri.store import KeyedLock, Registrar
 from cri.streaming import StreamingServer, UnwiredStreamingRuntime
 from image.registry import RegistryHost
@@ -105,6 +108,25 @@ class CriService:
         )
         self._runtime_clients: dict[str, RuntimeClient] = {}
 
+        # -- containers: records, names, the lifecycle (cri/containers) -----------------------
+        # What each runtime handler's `features` says it supports (probe_runtimes), and the
+        # host facts spec generation reads, per handler (recursive read-only differs).
+        self.handler_rro: dict[str, bool] = {}
+        self._host_facts: dict[str, HostFacts] = {}
+        self.containers = ContainerManager(
+            config,
+            new_container_store(config.root),
+            Registrar(),
+            self.locks,
+            self.sandboxes,
+            self.pods.resolve_id,
+            self.images,
+            self.conmon,
+            self.runtime_client,
+            self.host_facts,
+        )
+        self.pods.containers = self.containers
+
     def runtime_client(self, handler: str) -> RuntimeClient:
         """The client of runtime handler `handler` (a key of `config.runtimes`)."""
         client = self._runtime_clients.get(handler)
@@ -122,6 +144,29 @@ class CriService:
             client = RuntimeClient(path, self.config.runtime_root(handler))
             self._runtime_clients[handler] = client
         return client
+
+    def host_facts(self, handler: str) -> HostFacts:
+        """The host facts for containers of runtime handler `handler` (probed once)."""
+        facts = self._host_facts.get(handler)
+        if facts is None:
+            facts = specgen_host.probe(runtime_supports_rro=self.handler_rro.get(handler, False))
+            self._host_facts[handler] = facts
+        return facts
+
+    async def probe_runtimes(self) -> None:
+        """Ask each runtime handler what it supports (`features`): recursive read-only
+        mounts count only when its mountOptions list "rro" (runc >= 1.1 does; crun 1.8 has
+        no `features` and so is not trusted with them)."""
+        for handler in self.config.runtimes:
+            try:
+                client = self.runtime_client(handler)
+            except OciRuntimeMissingError:
+                self.handler_rro[handler] = False
+                continue
+            features = await client.features()
+            options = (features or {}).get("mountOptions") or []
+            self.handler_rro[handler] = isinstance(options, list) and "rro" in options
+        self._host_facts.clear()
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -151,15 +196,21 @@ class CriService:
         self.runtime_state = RuntimeState(pod_cidr=str(doc.get("pod_cidr", "")))
 
     def load_records(self) -> None:
-        """Load sandbox records (unknown versions stop start-up, naming the file)."""
+        """Load sandbox and container records (unknown versions stop start-up, naming the
+        file)."""
         self.sandboxes.load()
+        self.containers.store.load()
 
     async def recover(self) -> None:
-        """Reconcile loaded records with the kernel (before serving): see PodManager.recover."""
+        """Reconcile loaded records with the kernel (before serving): runtime features,
+        then sandboxes (PodManager.recover), then their containers (ContainerManager.recover)."""
+        await self.probe_runtimes()
         await self.pods.recover()
+        await self.containers.recover()
 
     async def close(self) -> None:
         """Stop background work (pods and containers keep running)."""
+        await self.containers.close()
         await self.pods.close()
 
     # -- runtime configuration ------------------------------------------------------------------

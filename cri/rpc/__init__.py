@@ -9,6 +9,15 @@ from __future__ import annotations
 from types import ModuleType
 
 from cri.rpc import (
+    container_create,
+    container_exec_sync,
+    container_list,
+    container_remove,
+    container_reopen_log,
+    container_start,
+    container_status,
+    container_stop,
+    container_update_resources,
     image_fs_info,
     image_list,
     image_pull,
@@ -23,6 +32,7 @@ from cri.rpc import (
     sandbox_run,
     sandbox_status,
     sandbox_stop,
+    sandbox_update_resources,
 )
 
 _MODULES: tuple[ModuleType, ...] = (
@@ -41,6 +51,16 @@ _MODULES: tuple[ModuleType, ...] = (
     sandbox_remove,
     sandbox_status,
     sandbox_list,
+    sandbox_update_resources,
+    container_create,
+    container_start,
+    container_stop,
+    container_remove,
+    container_status,
+    container_list,
+    container_update_resources,
+    container_reopen_log,
+    container_exec_sync,
 )
 
 HANDLERS = {module.RPC: module.handle for module in _MODULES}

@@ -14,20 +14,28 @@ RPC = "Status"
 def runtime_handlers(service: CriService) -> list[pb.RuntimeHandler]:
     """Every configured handler, plus the default one again under the empty name
     (kubelet looks the default handler up as "")."""
-    features = handler_features(service)
-    names = ["", *sorted(service.config.runtimes)]
-    return [pb.RuntimeHandler(name=name, features=features) for name in names]
+    names = sorted(service.config.runtimes)
+    handlers = [
+        pb.RuntimeHandler(
+            name="", features=handler_features(service, service.config.default_runtime)
+        )
+    ]
+    handlers.extend(pb.RuntimeHandler(name=n, features=handler_features(service, n)) for n in names)
+    return handlers
 
 
-def handler_features(service: CriService) -> pb.RuntimeHandlerFeatures:
-    """What each handler supports. Nothing is claimed before it is built and tested:
-    recursive read-only mounts and user namespaces arrive with the containers issue."""
-    return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=False, user_namespaces=False)
+def handler_features(service: CriService, handler: str) -> pb.RuntimeHandlerFeatures:
+    """What one handler supports. Recursive read-only mounts: when its `features` lists the
+    "rro" mount option and the kernel has mount_setattr(2) (the same fact spec generation
+    uses). User namespaces: not supported by crib yet."""
+    rro = service.host_facts(handler).recursive_read_only
+    return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=rro, user_namespaces=False)
 
 
 def runtime_features(service: CriService) -> pb.RuntimeFeatures:
-    """Runtime-wide features (supplemental groups policy lands with containers)."""
-    return pb.RuntimeFeatures(supplemental_groups_policy=False, user_namespaces_host_network=False)
+    """Runtime-wide features: SupplementalGroupsPolicy (Merge and Strict) is honoured by
+    spec generation for every handler."""
+    return pb.RuntimeFeatures(supplemental_groups_policy=True, user_namespaces_host_network=False)
 
 
 async def handle(service: CriService, request: pb.StatusRequest) -> pb.StatusResponse:

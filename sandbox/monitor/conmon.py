@@ -42,7 +42,9 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from sandbox.monitor import proc
 from sandbox.monitor.errors import MonitorCreateError, MonitorError, MonitorTimeoutError
+from sandbox.oci.client import stderr_message
 
 CONMON_PIDFILE = "conmon-pidfile"
 CONTAINER_PIDFILE = "pidfile"
@@ -50,6 +52,12 @@ DEFAULT_CREATE_TIMEOUT_S = 240.0  # CRI-O's container_create_timeout
 # CRI-O's maxExecSyncSize (the dockershim limit): 16 MiB per stream.
 EXEC_SYNC_MAX_BYTES = 16 << 20
 EXEC_TIMED_OUT_MESSAGE = "command timed out"
+LOG_DRIVER_NONE = "none"
+# BUNDLE/ctl: conmon reads `TYPE HEIGHT WIDTH\n` lines (docs/conmon.md 6).
+CTL_FIFO = "ctl"
+CTL_RESIZE = 1
+CTL_REOPEN_LOG = 2
+ATTACH_SOCKET = "attach"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +134,9 @@ class Conmon:
             "-b", spec.bundle_dir,
             "-c", spec.container_id,
             "--exit-dir", self.exit_dir,
-            "-l", spec.log_path,
+            # conmon's "none" driver when the container has no CRI log (containerd too
+            # writes nothing then); a file name that clashes would need ":none".
+            "-l", spec.log_path or LOG_DRIVER_NONE,
             "--log-level", self.log_level,
             "-n", spec.name,
             "-P", spec.conmon_pidfile,
@@ -214,9 +224,9 @@ class Conmon:
         if not isinstance(pid, int) or pid <= 0:
             if conmon_pid:
                 _kill(conmon_pid)
-            detail = str(message.get("message", "")).strip() or "no reason given"
+            detail = stderr_message(str(message.get("message", "")).encode()) or "no reason given"
             raise MonitorCreateError(
-                f"create {spec.container_id} with {spec.runtime_path}: {' '.join(detail.split())}"
+                f"create {spec.container_id} with {spec.runtime_path}: {detail}"
             )
         return Created(container_pid=pid, conmon_pid=conmon_pid)
 
@@ -282,6 +292,29 @@ class Conmon:
         finally:
             sync_parent.close()
             start_parent.close()
+
+    # -- the control fifo -----------------------------------------------------------------
+
+    async def reopen_log(self, bundle_dir: str, log_path: str, timeout_s: float = 10.0) -> None:
+        """Make conmon reopen the container's log and return once the new file exists.
+
+        conmon (ctr_logging.c reopen_k8s_file) opens `<log>.tmp` truncated and renames it
+        over the log path, so the path always gets a new inode: that is what is awaited
+        (kubelet renames the old file first, then checks the new one, user-asks #13).
+        """
+        before = _inode(log_path)
+        write_ctl(bundle_dir, CTL_REOPEN_LOG)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            now = _inode(log_path)
+            if now is not None and now != before:
+                return
+            if loop.time() > deadline:
+                raise MonitorTimeoutError(
+                    f"conmon did not reopen {log_path} within {timeout_s:g} s"
+                )
+            await asyncio.sleep(0.005)
 
     # -- exit files ---------------------------------------------------------------------------
 
@@ -357,13 +390,43 @@ class Conmon:
         text = str(message.get("message", ""))
         stdout, stderr = read_k8s_log(log_path)
         if text == EXEC_TIMED_OUT_MESSAGE:
+            await _collect_killed(_read_pid(pidfile))
             return ExecSyncResult(-1, stdout, stderr + EXEC_TIMED_OUT_MESSAGE.encode(), True)
         if not isinstance(code, int):
             raise MonitorError(f"exec in {container_id}: conmon sent no exit code: {message}")
         if code < 0 and text:
             # The runtime could not start the process: its error is the answer.
-            raise MonitorCreateError(f"exec in {container_id}: {' '.join(text.split())}")
+            # runc logs through logrus (`time=... level=error msg="..."`): keep the message.
+            detail = stderr_message(text.encode())
+            raise MonitorCreateError(f"exec in {container_id}: {detail}")
         return ExecSyncResult(code, stdout, stderr)
+
+
+def write_ctl(bundle_dir: str, message_type: int, height: int = 0, width: int = 0) -> None:
+    """Send one control message to the conmon of the container in `bundle_dir`.
+
+    Opened non-blocking: with no conmon reading (it exited) open fails with ENXIO instead
+    of waiting for ever, and that is reported as `MonitorError`.
+    """
+    path = os.path.join(bundle_dir, CTL_FIFO)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise MonitorError(f"conmon control fifo {path}: {err.strerror}") from None
+    try:
+        os.write(fd, f"{message_type} {height} {width}\n".encode())
+    except OSError as err:
+        raise MonitorError(f"conmon control fifo {path}: {err.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def read_exit_file(path: str) -> int | None:
@@ -415,6 +478,22 @@ async def _read_line(sock: socket.socket) -> bytes:
             break
         data += chunk
     return bytes(data.split(b"\n", 1)[0])
+
+
+async def _collect_killed(pid: int) -> None:
+    """Wait for a process conmon SIGKILLed on an exec timeout and reap it.
+
+    conmon kills the exec's process group and exits without waiting (conmon.c), so the
+    killed process is re-parented to crib, the subreaper, as a zombie: until it is reaped
+    it still shows in the container (`pgrep` finds it: critest checks exactly that).
+    """
+    if pid <= 0:
+        return
+    started = proc.start_time(pid)
+    if started is None:
+        return
+    if await proc.wait_exit(pid, started, 10.0):
+        proc.reap_child(pid)
 
 
 def _read_pid(path: str) -> int:

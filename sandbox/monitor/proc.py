@@ -104,13 +104,85 @@ def reap_child(pid: int) -> int | None:
     """waitpid(pid, WNOHANG) for an adopted child; its wait status, or None if it still
     runs or is not crib's child (e.g. adopted by init after a crib restart).
 
-    Call once per pid: after the reap the number may be reused by another child.
+    A status the orphan reaper collected first is handed over here. Call once per pid:
+    after the reap the number may be reused by another child.
     """
     try:
         reaped, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return None
+        return _REAPED.pop(pid, None)
     return status if reaped == pid else None
+
+
+# Wait statuses the orphan reaper collected, by pid, for `reap_child` to hand over (bounded:
+# the oldest are forgotten first).
+_REAPED: dict[int, int] = {}
+_REAPED_MAX = 4096
+
+
+def children(proc_root: str = "/proc") -> set[int]:
+    """The pids of this process's children (every thread's, proc(5) task/<tid>/children)."""
+    found: set[int] = set()
+    task_dir = f"{proc_root}/self/task"
+    try:
+        tids = os.listdir(task_dir)
+    except FileNotFoundError:
+        return found
+    for tid in tids:
+        try:
+            with open(f"{task_dir}/{tid}/children", "rb") as f:
+                found.update(int(pid) for pid in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+class OrphanReaper:
+    """Reaps zombies crib adopted as subreaper and nobody waits for (user-asks #19).
+
+    As PR_SET_CHILD_SUBREAPER, crib inherits every orphan below it: conmon's monitors
+    (which crib reaps where it watches them), but also processes a monitor left unreaped,
+    e.g. an ExecSync process conmon killed on timeout. A targeted waitpid is the only
+    safe kind here: asyncio's child watcher waits for crib's own subprocesses by pid and
+    must not lose their status. So a zombie child is reaped only after it has stayed a
+    zombie for a whole scan interval (a watched child is reaped by its waiter at once),
+    and its status is kept for `reap_child`.
+    """
+
+    def __init__(self, interval_s: float = 1.0, proc_root: str = "/proc") -> None:
+        self.interval_s = interval_s
+        self.proc_root = proc_root
+        self._seen: set[tuple[int, int]] = set()
+        self.reaped_total = 0
+
+    def scan(self) -> list[int]:
+        """One pass: reap zombies seen in the previous pass too; returns the reaped pids."""
+        zombies: set[tuple[int, int]] = set()
+        for pid in children(self.proc_root):
+            if state(pid, self.proc_root) == "Z":
+                started = start_time(pid, self.proc_root)
+                if started is not None:
+                    zombies.add((pid, started))
+        reaped = []
+        for pid, _ in zombies & self._seen:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if done == pid:
+                if len(_REAPED) >= _REAPED_MAX:
+                    del _REAPED[next(iter(_REAPED))]
+                _REAPED[pid] = status
+                reaped.append(pid)
+        self.reaped_total += len(reaped)
+        self._seen = zombies - {z for z in zombies if z[0] in reaped}
+        return reaped
+
+    async def run(self) -> None:
+        """Scan every `interval_s` until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self.scan()
 
 
 async def wait_and_reap(pid: int, timeout_s: float) -> bool:

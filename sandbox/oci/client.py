@@ -211,6 +211,16 @@ class RuntimeClient:
             "update", "--resources", "-", container_id, stdin_data=json.dumps(resources).encode()
         )
 
+    async def features(self, timeout_s: float = 10.0) -> dict[str, Any] | None:
+        """`features` (OCI runtime-spec features.md): what the runtime supports, or None
+        when it cannot say (crun 1.8 and older runtimes lack the command)."""
+        try:
+            out = await self.run("features", timeout_s=timeout_s)
+            doc = json.loads(out)
+        except (OciRuntimeError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
     async def exec(
         self,
         container_id: str,

@@ -1,9 +1,10 @@
 """Helpers for pod sandbox e2e tests: a crib with its own CNI network, pod configs, and a
 cleanup that leaves the machine as it was even when a test fails.
 
-Everything is named with the `cpod` prefix: base dir /tmp/cpod-<rand> (socket, roots,
-conf dir, host-local IPAM data), bridge cpod<rand>, network cpod-<rand>, a subnet in
-10.123.0.0/16, cgroup parent /cpod-<rand>. The test network has no gateway flag and no
+Everything is named with a prefix (`cpod` by default; the container tests use `cctr`):
+base dir /tmp/<prefix>-<rand> (socket, roots, conf dir, host-local IPAM data), bridge
+<prefix><rand>, network <prefix>-<rand>, a subnet in 10.123.0.0/16 (cctr: 10.124.0.0/16),
+cgroup parent /<prefix>-<rand>. The test network has no gateway flag and no
 masquerade (isGateway would switch on net.ipv4.ip_forward for the whole host): the test
 gives the bridge its address itself, like the critest kit's net.sh.
 """
@@ -82,12 +83,16 @@ class CribNetwork:
         return sorted(n for n in names if n[0].isdigit())
 
 
-def new_network(base_dir: str, **kwargs: Any) -> CribNetwork:
+# The /16 each prefix draws its test subnets from (distinct: both may run at once).
+TEST_RANGES = {"cpod": "10.123", "cctr": "10.124"}
+
+
+def new_network(base_dir: str, prefix: str = "cpod", **kwargs: Any) -> CribNetwork:
     suffix = secrets.token_hex(4)
     return CribNetwork(
-        name=f"cpod-{suffix}",
-        bridge=f"cpod{suffix}",
-        subnet_prefix=f"10.123.{secrets.randbelow(250) + 1}",
+        name=f"{prefix}-{suffix}",
+        bridge=f"{prefix}{suffix}",
+        subnet_prefix=f"{TEST_RANGES[prefix]}.{secrets.randbelow(250) + 1}",
         data_dir=os.path.join(base_dir, "ipam"),
         **kwargs,
     )
@@ -100,11 +105,18 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
 class PodCrib:
     """A crib daemon plus its test network and the pods the test made."""
 
-    def __init__(self, handler: str, network_options: dict[str, Any], config: dict[str, Any]):
-        self.base_dir = tempfile.mkdtemp(prefix="cpod-", dir="/tmp")
+    def __init__(
+        self,
+        handler: str,
+        network_options: dict[str, Any],
+        config: dict[str, Any],
+        prefix: str = "cpod",
+    ):
+        self.prefix = prefix
+        self.base_dir = tempfile.mkdtemp(prefix=f"{prefix}-", dir="/tmp")
         self.handler = handler
-        self.network = new_network(self.base_dir, **network_options)
-        self.cgroup_parent = f"/cpod-{secrets.token_hex(4)}"
+        self.network = new_network(self.base_dir, prefix, **network_options)
+        self.cgroup_parent = f"/{prefix}-{secrets.token_hex(4)}"
         self.bin_dir = os.path.join(self.base_dir, "bin")
         os.makedirs(self.bin_dir)
         for name in ("cpod-test",):
@@ -126,7 +138,7 @@ class PodCrib:
     def write_conflist(self) -> None:
         conf_dir = self.daemon.config["cni"]["conf_dir"]
         os.makedirs(conf_dir, exist_ok=True)
-        with open(os.path.join(conf_dir, "10-cpod.conflist"), "w") as f:
+        with open(os.path.join(conf_dir, f"10-{self.prefix}.conflist"), "w") as f:
             json.dump(self.network.conflist(), f)
 
     def make_bridge(self) -> None:
@@ -148,7 +160,10 @@ class PodCrib:
             linux.cgroup_parent = self.cgroup_parent
         return pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(
-                name=name, namespace="cpod-test", uid=f"uid-{secrets.token_hex(4)}", attempt=0
+                name=name,
+                namespace=f"{self.prefix}-test",
+                uid=f"uid-{secrets.token_hex(4)}",
+                attempt=0,
             ),
             linux=linux,
             **fields,
@@ -207,16 +222,17 @@ class PodCrib:
             _run("umount", "-l", target)
         _run("ip", "link", "del", self.network.bridge)
         _cleanup_portmap(self.portmap_chains_before)
+        kill_cgroup_tree(self.cgroup_parent)
         remove_cgroup_tree(self.cgroup_parent)
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def pod_crib(
-    handler: str, network: dict[str, Any] | None = None, **config: Any
+    handler: str, network: dict[str, Any] | None = None, prefix: str = "cpod", **config: Any
 ) -> Iterator[PodCrib]:
     """A started crib with its own network; everything is cleaned up afterwards."""
-    crib = PodCrib(handler, network or {}, config)
+    crib = PodCrib(handler, network or {}, config, prefix)
     try:
         crib.daemon.start()
         yield crib
@@ -245,6 +261,20 @@ def mounts_under(base_dir: str) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         targets = [line.split()[4] for line in f if line.split()[4].startswith(base_dir)]
     return sorted(set(targets), key=len, reverse=True)
+
+
+def kill_cgroup_tree(cgroup_path: str) -> None:
+    """SIGKILL every process in `cgroup_path` and below (containers whose monitor is gone)."""
+    for hierarchy in os.listdir("/sys/fs/cgroup"):
+        top = os.path.join("/sys/fs/cgroup", hierarchy, cgroup_path.lstrip("/"))
+        for dirpath, _, filenames in os.walk(top):
+            if "cgroup.procs" not in filenames:
+                continue
+            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                for line in f:
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(line), signal.SIGKILL)
+    time.sleep(0.1)
 
 
 def remove_cgroup_tree(cgroup_path: str) -> None:

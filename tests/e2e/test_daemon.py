@@ -107,8 +107,8 @@ def test_update_runtime_config_records_pod_cidr(crib: CribDaemon) -> None:
 @pytest.mark.parametrize(
     ("service", "rpc", "request_type"),
     [
-        ("runtime", "CreateContainer", pb.CreateContainerRequest),
-        ("runtime", "UpdatePodSandboxResources", pb.UpdatePodSandboxResourcesRequest),
+        ("runtime", "CheckpointContainer", pb.CheckpointContainerRequest),
+        ("runtime", "ContainerStats", pb.ContainerStatsRequest),
     ],
 )
 def test_unbuilt_rpc_is_unimplemented_naming_it(
