@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
+
+from sandbox.linux import syscalls
 
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 
@@ -94,10 +95,7 @@ def set_child_subreaper() -> None:
     to PID 1. Making the daemon the subreaper means crib reaps its conmons itself
     (`reap_child`) instead of relying on an init that may not reap (user-asks #19).
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+    syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def reap_child(pid: int) -> int | None:

@@ -3,15 +3,16 @@ per-pod /dev/shm tmpfs.
 
 Bind-mounting /proc/<pid>/ns/<kind> onto a file does not enter the namespace (setns(2)
 does), so this is allowed in the multi-threaded daemon (ADR 0001). Everything else
-mount-related runs in the exec'd runtime. Python's os module has no mount(2), hence these
-two ctypes wrappers (they belong in sandbox/linux/syscalls.py once that module exists).
+mount-related runs in the exec'd runtime. Python's os module has no mount(2): the wrappers are
+in sandbox/linux/syscalls.py, the only ctypes module.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
+
+from sandbox.linux import syscalls
 
 # <sys/mount.h>
 MS_NOSUID = 0x2
@@ -21,41 +22,22 @@ MS_BIND = 0x1000
 MNT_DETACH = 0x2
 UMOUNT_NOFOLLOW = 0x8
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
 
 def mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:
     """mount(2); raises OSError naming the syscall and the target."""
-    rc = _libc.mount(
-        source.encode(),
-        target.encode(),
-        fstype.encode() if fstype else None,
-        flags,
-        data.encode() if data else None,
-    )
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}", target)
+    syscalls.mount(source, target, fstype, flags, data or None)
 
 
 def umount(target: str) -> bool:
     """umount2(MNT_DETACH | UMOUNT_NOFOLLOW); False if `target` is not a mount point or
     is gone (EINVAL, ENOENT). Other errors raise OSError naming the target."""
-    rc = _libc.umount2(target.encode(), MNT_DETACH | UMOUNT_NOFOLLOW)
-    if rc == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOENT):
-        return False
-    raise OSError(err, f"umount {target}: {os.strerror(err)}", target)
+    try:
+        syscalls.umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW)
+    except OSError as err:
+        if err.errno in (errno.EINVAL, errno.ENOENT):
+            return False
+        raise
+    return True
 
 
 def is_mount_point(path: str) -> bool:
