@@ -44,7 +44,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 from common.errors import FailedPreconditionError
@@ -64,7 +64,13 @@ from cri.containers.stdio import (
 from cri.pods.records import SandboxMetadata, SandboxState, SandboxStatus
 from cri.store import Record
 from cri.streaming.netns import NetnsConnectError, NetnsPortForwarder, relay
-from cri.streaming.runtime import DuplexStream, InputStream, StdioStreams, TerminalSize
+from cri.streaming.runtime import (
+    DuplexStream,
+    InputStream,
+    OutputStream,
+    StdioStreams,
+    TerminalSize,
+)
 from sandbox.monitor import proc
 from sandbox.monitor.conmon import CTL_RESIZE, write_ctl
 from sandbox.monitor.errors import MonitorError
@@ -103,7 +109,7 @@ class ExecProcess:
 
     def kill(self) -> None:
         """SIGKILL it (pidfd_send_signal(2)); a process already gone is fine."""
-        with contextlib.suppress(ProcessLookupError, OSError):
+        with contextlib.suppress(OSError):
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
 
 
@@ -154,10 +160,6 @@ class ContainerStreamingRuntime:
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.console_dir, name))
 
-    def exec_pids(self, container_id: str) -> list[int]:
-        """The pids of the streaming exec processes running in `container_id`."""
-        return sorted(p.pid for p in self._execs.get(container_id, ()))
-
     def _on_container_event(self, container_id: str, event: str) -> None:
         # The container's init is dead: its exec'd processes go too (user-asks #6). In a
         # container of its own pid namespace the kernel already killed them; in a pod's
@@ -181,8 +183,8 @@ class ContainerStreamingRuntime:
         exec_id = secrets.token_hex(8)
         process_file = os.path.join(work_dir, f"{exec_id}.json")
         pid_file = os.path.join(work_dir, f"{exec_id}.pid")
-        await asyncio.to_thread(_write_json, work_dir, process_file, process)
         try:
+            await asyncio.to_thread(_write_json, work_dir, process_file, process)
             started = await self._start(
                 runtime, container_id, process, process_file, pid_file, streams
             )
@@ -431,8 +433,10 @@ def _for_tty(process: dict[str, Any], size: TerminalSize | None) -> None:
 
 
 def _write_json(directory: str, path: str, document: dict[str, Any]) -> None:
+    # 0600: the process carries the container's environment (secrets, often).
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with open(fd, "w", encoding="utf-8") as f:
         json.dump(document, f)
 
 
@@ -444,11 +448,13 @@ def _read_pid(path: str) -> int:
         raise ContainerExecError(f"exec: the runtime left no pid in {path}: {err}") from None
 
 
-def _task(coroutine: Any) -> asyncio.Task[None]:
+def _task(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     return asyncio.ensure_future(coroutine)
 
 
-def _copy_out(copies: list[tuple[OutputCopy, asyncio.Task[None]]], fd: int, sink: Any) -> None:
+def _copy_out(
+    copies: list[tuple[OutputCopy, asyncio.Task[None]]], fd: int, sink: OutputStream | None
+) -> None:
     copy = OutputCopy(fd, sink)
     copies.append((copy, _task(copy.run())))
 
@@ -544,7 +550,7 @@ async def _reap(process: ExecProcess) -> None:
     proc.reap_child(process.pid)
 
 
-async def _apply_resizes(master: int, sizes: Any) -> None:
+async def _apply_resizes(master: int, sizes: AsyncIterator[TerminalSize]) -> None:
     async for size in sizes:
         with contextlib.suppress(OSError):
             set_window_size(master, size)
@@ -584,7 +590,7 @@ def _resize_via_conmon(bundle_dir: str, size: TerminalSize) -> None:
         log.info("resize of %s: %s", bundle_dir, err)
 
 
-async def _conmon_resizes(bundle_dir: str, sizes: Any) -> None:
+async def _conmon_resizes(bundle_dir: str, sizes: AsyncIterator[TerminalSize]) -> None:
     async for size in sizes:
         _resize_via_conmon(bundle_dir, size)
 
