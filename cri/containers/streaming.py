@@ -280,7 +280,7 @@ class ContainerStreamingRuntime:
         except BaseException:
             if started is None:
                 # Cancelled while the runtime ran: it may have started the process.
-                _kill_pid_file(pid_file)
+                await asyncio.shield(_kill_pid_file(container_id, pid_file))
             else:
                 started.process.kill()
                 await asyncio.shield(_reap(started.process))
@@ -474,12 +474,18 @@ async def _run_runtime(
     except OSError as err:
         raise ContainerExecError(f"cannot run {runtime.path}: {err.strerror}") from None
     try:
-        return await asyncio.wait_for(child.wait(), runtime.timeout_s)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-        await asyncio.shield(child.wait())
+        return await asyncio.wait_for(asyncio.shield(child.wait()), runtime.timeout_s)
+    except asyncio.CancelledError:
+        # Let the runtime finish: killed half-way it could leave a process behind with no
+        # pid file naming it (runc's init calls setsid: killpg would not reach it).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.shield(asyncio.wait_for(child.wait(), runtime.timeout_s))
         raise
+    finally:
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            await asyncio.shield(child.wait())
 
 
 def _read_available(fd: int, max_bytes: int = 1 << 20) -> bytes:
@@ -494,18 +500,18 @@ def _read_available(fd: int, max_bytes: int = 1 << 20) -> bytes:
     return b"".join(parts)
 
 
-def _kill_pid_file(pid_file: str) -> None:
-    """SIGKILL the process named in `pid_file`, if the runtime got as far as writing it."""
+async def _kill_pid_file(container_id: str, pid_file: str) -> None:
+    """SIGKILL and reap the process named in `pid_file`, if the runtime wrote it."""
     try:
         with open(pid_file, encoding="ascii") as f:
             pid = int(f.read().strip())
         pidfd = os.pidfd_open(pid)
     except (OSError, ValueError):
         return
+    process = ExecProcess(container_id, pid, pidfd)
     try:
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-    except OSError:
-        pass
+        process.kill()
+        await _reap(process)
     finally:
         os.close(pidfd)
 

@@ -163,7 +163,8 @@ def processes_named(word: str) -> list[int]:
 
 
 def test_rpcs_validate_before_minting(crib: CtrCrib) -> None:
-    sandbox_id, container_id = running(crib, ["sh", "-c", "exit 0"])
+    sandbox_id, pod = crib.run_pod()
+    container_id = crib.run(sandbox_id, pod, crib.config("done", ["sh", "-c", "exit 0"]))
     crib.wait_state(container_id, EXITED)
     rt = crib.runtime()
     cases = [
