@@ -6,9 +6,10 @@ same run.
 
 Both runtimes are driven by the same clients: gRPC for the RPCs and cri/streaming/client.py
 for the sessions (it behaves as client-go does), so the client's own cost is the same on
-both sides. Runtimes, registry and networks are set up as in bench/container.py (sockets,
-roots and bridges under /tmp/cpod-bench-*, cgroup parent /cstm-bench-*); everything is
-removed at the end.
+both sides, and the runtimes run side by side, measured in interleaved rounds, so a busy
+moment of the machine costs them alike. Runtimes, registry and networks are set up as in
+bench/container.py (sockets, roots and bridges under /tmp/cpod-bench-*, cgroup parent
+/cstm-bench-*); everything is removed at the end.
 
     sudo .venv/bin/python bench/stream.py [--iterations 50] [--mib 128] [--rounds 3]
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import os
@@ -114,30 +116,54 @@ async def forward_throughput(stub: Any, sandbox_id: str, payload: bytes) -> floa
     return len(payload) / (1 << 20) / elapsed
 
 
-def measure(runtime: Any, image: str, iterations: int, mib: int, rounds: int) -> dict[str, Any]:
+@dataclasses.dataclass
+class Target:
+    """A started runtime with its exec container and its echo pod."""
+
+    name: str
+    stub: Any
+    container_id: str
+    echo_sandbox_id: str
+
+
+def prepare(runtime: Any, image: str) -> Target:
     stub = runtime.stub()
     images = pod_bench.pb_grpc.ImageServiceStub(runtime.channel)
     images.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)), timeout=300)
-    _, sleeper = start_pod(runtime, image, "exec", ["sleep", "100000"])
-    echo_sandbox, _ = start_pod(
+    _, container_id = start_pod(runtime, image, "exec", ["sleep", "100000"])
+    echo_sandbox_id, _ = start_pod(
         runtime, image, "echo", ["nc", "-ll", "-p", str(ECHO_PORT), "-e", "cat"]
     )
-    payload = os.urandom(mib << 20)
+    return Target(runtime.name, stub, container_id, echo_sandbox_id)
 
-    async def run() -> dict[str, Any]:
-        latencies = []
-        for i in range(iterations + 1):  # the first round warms caches and is dropped
-            elapsed = await exec_round_trip(stub, sleeper)
+
+def rotated(targets: list[Target], index: int) -> list[Target]:
+    """Each round in another order, so no runtime always goes first."""
+    shift = index % len(targets)
+    return targets[shift:] + targets[:shift]
+
+
+async def measure(
+    targets: list[Target], iterations: int, mib: int, rounds: int
+) -> dict[str, dict[str, list[float]]]:
+    """Interleaved: every round measures every runtime, so a busy moment of the machine
+    costs them alike."""
+    results: dict[str, dict[str, list[float]]] = {
+        t.name: {"exec": [], "forward": []} for t in targets
+    }
+    for i in range(iterations + 1):  # the first round warms caches and is dropped
+        for target in rotated(targets, i):
+            elapsed = await exec_round_trip(target.stub, target.container_id)
             if i:
-                latencies.append(elapsed)
-        await forward_throughput(stub, echo_sandbox, payload[: 8 << 20])  # warm-up
-        rates = [await forward_throughput(stub, echo_sandbox, payload) for _ in range(rounds)]
-        return {"exec": latencies, "forward": rates}
-
-    try:
-        return asyncio.run(run())
-    finally:
-        runtime.remove_all()
+                results[target.name]["exec"].append(elapsed)
+    payload = os.urandom(mib << 20)
+    for target in targets:  # warm-up
+        await forward_throughput(target.stub, target.echo_sandbox_id, payload[: 8 << 20])
+    for i in range(rounds):
+        for target in rotated(targets, i):
+            rate = await forward_throughput(target.stub, target.echo_sandbox_id, payload)
+            results[target.name]["forward"].append(rate)
+    return results
 
 
 def main() -> int:
@@ -153,55 +179,53 @@ def main() -> int:
         if not os.access(binary, os.X_OK):
             print(f"bench/stream.py: {binary} missing (make bench installs it)", file=sys.stderr)
             return 1
-    results: dict[str, dict[str, Any]] = {}
     skipped: list[str] = []
     cgroup_parent = f"/cstm-bench-{secrets.token_hex(3)}"
-    with running_registry() as registry:
+    with running_registry() as registry, contextlib.ExitStack() as stack:
+        stack.callback(pod_bench.remove_cgroup_tree, cgroup_parent)
         imagebuild.push_image(registry, "cstm/bench", "1", container_bench.bench_image())
         image = f"{registry.host}/cstm/bench:1"
-        runtimes: list[Callable[[str, str], Any]] = []
+        makers: list[Callable[[str, str], Any]] = []
         for handler in ("crib", "runc"):
             if container_bench.crib_handler_works(handler):
-                runtimes.append(
+                makers.append(
                     lambda base, subnet, h=handler: container_bench.Crib(
                         h, registry.host, base, subnet, cgroup_parent
                     )
                 )
             else:
                 skipped.append(f"crib/{handler}")
-        runtimes.append(
+        makers.append(
             lambda base, subnet: container_bench.Containerd(
                 registry.host, base, subnet, cgroup_parent
             )
         )
-        try:
-            for index, make in enumerate(runtimes):
-                with pod_bench.bench_dir() as base:
-                    runtime = make(base, f"10.125.{240 + index}")
-                    try:
-                        runtime.start()
-                        results[runtime.name] = measure(
-                            runtime, image, args.iterations, args.mib, args.rounds
-                        )
-                    finally:
-                        runtime.stop()
-                        for pid in pod_bench.processes_naming(base):
-                            with contextlib.suppress(ProcessLookupError):
-                                os.kill(pid, signal.SIGKILL)
-                pod_bench.remove_cgroup_tree(cgroup_parent)
-        finally:
-            pod_bench.remove_cgroup_tree(cgroup_parent)
+        targets = []
+        for index, make in enumerate(makers):
+            base = stack.enter_context(pod_bench.bench_dir())
+            runtime = make(base, f"10.125.{240 + index}")
+            stack.callback(_stop, runtime, base)
+            runtime.start()
+            targets.append(prepare(runtime, image))
+        results = asyncio.run(measure(targets, args.iterations, args.mib, args.rounds))
     report(results, skipped, args)
     return 0
 
 
-def report(results: dict[str, dict[str, Any]], skipped: list[str], args: Any) -> None:
+def _stop(runtime: Any, base: str) -> None:
+    runtime.stop()
+    for pid in pod_bench.processes_naming(base):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def report(results: dict[str, dict[str, list[float]]], skipped: list[str], args: Any) -> None:
     peer = results["containerd"]
     p50 = container_bench.percentile
     peer_exec = p50(peer["exec"], 0.5) * 1e3
     peer_rate = sorted(peer["forward"])[len(peer["forward"]) // 2]
     print(
-        f"streaming: exec `echo hi` round trip over {args.iterations} sequential runs (ms);"
+        f"streaming: exec `echo hi` round trip, {args.iterations} interleaved rounds (ms);"
         f" port-forward echo of {args.mib} MiB on one connection, median of {args.rounds} (MiB/s)"
     )
     header = ("runtime", "exec p50", "p90", "vs containerd", "forward MiB/s", "vs containerd")
