@@ -23,6 +23,7 @@ from common.errors import FailedPreconditionError, InvalidArgumentError
 from cri import __version__
 from cri.config import Config
 from cri.containers.manager import ContainerManager, new_container_store
+from cri.containers.streaming import ContainerStreamingRuntime
 from cri.pods.manager import PodManager, new_sandbox_store
 from cri.specgen import HostFacts
 from cri.specgen import host as specgen_host
@@ -73,8 +74,8 @@ class CriService:
         self.started_at_ns = time.time_ns()
         # Images: pulls, the image index, layers and container rootfs snapshots.
         self.images = ImageService(image_service_config(config))
-        # Exec/Attach/PortForward: the handlers mint URLs here (get_exec_url...). The
-        # containers area replaces `streaming.runtime` with one that reaches containers.
+        # Exec/Attach/PortForward: the handlers mint URLs here (get_exec_url...); the
+        # sessions run on `streaming_runtime` (set below, once containers exist).
         self.streaming = StreamingServer(
             UnwiredStreamingRuntime(), config.streaming.address, config.streaming.port
         )
@@ -126,6 +127,14 @@ class CriService:
             self.host_facts,
         )
         self.pods.containers = self.containers
+        # Exec/attach/port-forward sessions reach containers and pods through this.
+        self.streaming_runtime = ContainerStreamingRuntime(
+            self.containers,
+            self.pods.require,
+            self.runtime_client,
+            console_dir=os.path.join(config.state, "console"),
+        )
+        self.streaming.runtime = self.streaming_runtime
 
     def runtime_client(self, handler: str) -> RuntimeClient:
         """The client of runtime handler `handler` (a key of `config.runtimes`)."""
@@ -207,6 +216,7 @@ class CriService:
         await self.probe_runtimes()
         await self.pods.recover()
         await self.containers.recover()
+        self.streaming_runtime.sweep()
 
     async def close(self) -> None:
         """Stop background work (pods and containers keep running)."""

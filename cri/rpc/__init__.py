@@ -9,7 +9,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from cri.rpc import (
+    container_attach,
     container_create,
+    container_exec,
     container_exec_sync,
     container_list,
     container_remove,
@@ -28,6 +30,7 @@ from cri.rpc import (
     runtime_status,
     runtime_version,
     sandbox_list,
+    sandbox_port_forward,
     sandbox_remove,
     sandbox_run,
     sandbox_status,
@@ -61,6 +64,10 @@ _MODULES: tuple[ModuleType, ...] = (
     container_update_resources,
     container_reopen_log,
     container_exec_sync,
+    # Streaming: each mints a URL served by cri/streaming.
+    container_exec,
+    container_attach,
+    sandbox_port_forward,
 )
 
 HANDLERS = {module.RPC: module.handle for module in _MODULES}

@@ -104,9 +104,10 @@ def log_text(records: list[LogRecord], stream: str = "stdout") -> str:
 class CtrCrib:
     """A pod crib plus the registry its images come from."""
 
-    def __init__(self, pods: PodCrib, registry: Registry) -> None:
+    def __init__(self, pods: PodCrib, registry: Registry, repo: str = REPO) -> None:
         self.pods = pods
         self.registry = registry
+        self.repo = repo
         self.handler = pods.handler
         self.base_dir = pods.base_dir
         self.log_root = os.path.join(self.base_dir, "logs")
@@ -120,7 +121,7 @@ class CtrCrib:
 
     def image(self, name: str) -> str:
         """The reference of test image `name`, pulled into crib on first use."""
-        ref = f"{self.registry.host}/{REPO}/{name}:1"
+        ref = f"{self.registry.host}/{self.repo}/{name}:1"
         if ref not in self._pulled:
             self.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)))
             self._pulled.add(ref)
@@ -238,12 +239,14 @@ class CtrCrib:
 
 
 @contextlib.contextmanager
-def ctr_crib(handler: str, registry: Registry, **config: Any) -> Iterator[CtrCrib]:
+def ctr_crib(
+    handler: str, registry: Registry, prefix: str = PREFIX, repo: str = REPO, **config: Any
+) -> Iterator[CtrCrib]:
     """A started crib (prefix cctr) that pulls from `registry`; cleaned up afterwards."""
     settings: dict[str, Any] = {"registries": {registry.host: {"insecure": True}}}
     settings.update(config)
-    with pod_crib(handler, prefix=PREFIX, **settings) as pods:
-        yield CtrCrib(pods, registry)
+    with pod_crib(handler, prefix=prefix, **settings) as pods:
+        yield CtrCrib(pods, registry, repo)
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float = 10, message: str = "") -> None:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from cri.api import api_pb2 as pb
+from cri.streaming.client import PortForwarder
 from cri.streaming.server import StreamingServer
 from tests.fakes.streaming import LocalProcessRuntime
 
@@ -66,3 +67,22 @@ async def echo_server() -> tuple[asyncio.Server, int]:
 
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
+
+
+async def round_trip(forwarder: PortForwarder, port: int, payload: bytes) -> bytes:
+    """Send `payload`, half-close, read the echo to its end."""
+    connection = await forwarder.connect(port)
+
+    async def send() -> None:
+        for offset in range(0, len(payload), 1 << 18):
+            await connection.write(payload[offset : offset + (1 << 18)])
+        await connection.close_write()
+
+    sender = asyncio.ensure_future(send())
+    parts = []
+    while data := await connection.read():
+        parts.append(data)
+    await sender
+    assert await connection.error() == ""
+    connection.reset()
+    return b"".join(parts)

@@ -32,10 +32,10 @@ def test_streaming_server_listens_with_the_daemon_and_stops_with_it() -> None:
             urllib.request.urlopen(url + "exec/AAAAAAAA", timeout=5)
         assert caught.value.code == 404  # no such token
         caught.value.close()
-        # The RPCs stay UNIMPLEMENTED until containers exist to validate against.
+        # The RPCs check the container before minting a URL.
         with pytest.raises(grpc.RpcError) as rpc_error:
             daemon.runtime().Exec(pb.ExecRequest(container_id="c", cmd=["ls"], stdout=True))
-        assert rpc_error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert rpc_error.value.code() == grpc.StatusCode.NOT_FOUND
         assert daemon.stop() == 0
         host, port = url.removeprefix("http://").rstrip("/").split(":")
         with pytest.raises(ConnectionRefusedError):

@@ -14,29 +14,10 @@ from cri.api import api_pb2 as pb
 from cri.streaming.client import PortForwarder, WebSocketPortForward, spdy_connect
 from cri.streaming.runtime import StreamClosedError
 from cri.streaming.server import StreamingServer
-from tests.e2e.streaming.helpers import echo_server, with_server
+from tests.e2e.streaming.helpers import echo_server, round_trip, with_server
 from tests.fakes.streaming import LocalProcessRuntime
 
 pytestmark = pytest.mark.e2e
-
-
-async def round_trip(forwarder: PortForwarder, port: int, payload: bytes) -> bytes:
-    """Send `payload`, half-close, read the echo to its end."""
-    connection = await forwarder.connect(port)
-
-    async def send() -> None:
-        for offset in range(0, len(payload), 1 << 18):
-            await connection.write(payload[offset : offset + (1 << 18)])
-        await connection.close_write()
-
-    sender = asyncio.ensure_future(send())
-    parts = []
-    while data := await connection.read():
-        parts.append(data)
-    await sender
-    assert await connection.error() == ""
-    connection.reset()
-    return b"".join(parts)
 
 
 @pytest.mark.parametrize("via", ["spdy", "tunnel"])
