@@ -30,6 +30,33 @@ from common.binaries import resolve  # noqa: E402
 from tests.rootfs import base_spec, build_rootfs, make_bundle  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
+# The modules the crib-runtime console script loads, and their import-time budget.
+RUNTIME_MODULES = (
+    "sandbox.runtime.cli",
+    "sandbox.runtime.create",
+    "sandbox.runtime.commands",
+    "sandbox.runtime.exec",
+)
+IMPORT_BUDGET_MS = 60.0
+
+
+def import_time_ms() -> float:
+    """Total self import time (`python -X importtime`) of crib-runtime's modules."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import " + ", ".join(RUNTIME_MODULES)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    )
+    total_us = 0
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            field = line.split(":", 1)[1].split("|")[0].strip()
+            if field.isdigit():
+                total_us += int(field)
+    return total_us / 1000
 
 
 def one_run(
@@ -125,6 +152,12 @@ def main() -> int:
     if "runc" in p50:
         verdict = "met" if p50["crib-runtime"] <= 2 * p50["runc"] else "NOT met"
         print(f"target crib-runtime p50 <= 2x runc: {verdict}")
+    best_ms = min(import_time_ms() for _ in range(5))
+    verdict = "met" if best_ms < IMPORT_BUDGET_MS else "NOT met"
+    print(
+        f"crib-runtime import time (python -X importtime, best of 5): {best_ms:.1f} ms;"
+        f" target < {IMPORT_BUDGET_MS:.0f} ms: {verdict}"
+    )
     return 0
 
 

@@ -1,5 +1,7 @@
 """crib-runtime's command line without root: errors, state records, signal names, and
-the start-up budget (`python -X importtime` under 60 ms)."""
+what keeps start-up cheap (the modules it may load); the
+`python -X importtime` budget of 60 ms is measured by bench/runtime.py, not here: timings do
+not belong in pass/fail tests."""
 
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ RUNTIME_MODULES = (
     "sandbox.runtime.commands",
     "sandbox.runtime.exec",
 )
-IMPORT_BUDGET_US = 60_000
 
 
 def crib_runtime(*args: str, root: pathlib.Path) -> subprocess.CompletedProcess[str]:
@@ -127,44 +128,6 @@ def test_signal_names(text: str, number: int) -> None:
 def test_bad_signals(text: str) -> None:
     with pytest.raises(commands.SignalError):
         commands.parse_signal(text)
-
-
-def bytecode_env() -> dict[str, str]:
-    """The environment, with bytecode caching on: installed code has its .pyc files, and
-    compiling sources is not what the budget is about."""
-    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
-def import_time_us() -> int:
-    """Total self import time of crib-runtime's modules, as the console script loads them."""
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import " + ", ".join(RUNTIME_MODULES)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-        env=bytecode_env(),
-    )
-    total = 0
-    for line in proc.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            field = line.split(":", 1)[1].split("|")[0].strip()
-            if field.isdigit():
-                total += int(field)
-    return total
-
-
-def test_import_time_budget() -> None:
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "sandbox", "common"],
-        check=True,
-        cwd=REPO,
-        env=bytecode_env(),
-        capture_output=True,
-    )
-    # Best of five: the budget is about our imports, not about a busy CI machine.
-    best = min(import_time_us() for _ in range(5))
-    assert best < IMPORT_BUDGET_US, f"crib-runtime imports take {best / 1000:.1f} ms"
 
 
 def test_runtime_imports_no_heavy_modules() -> None:
