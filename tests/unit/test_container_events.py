@@ -68,7 +68,8 @@ def test_deleted_container_still_names_its_pod(tmp_path: pathlib.Path) -> None:
         hub.on_sandbox_event(sandbox, "deleted")
         first, second = await take(sub.events(), 2)
         assert first.container_event_type == pb.ContainerEventType.CONTAINER_DELETED_EVENT
-        assert first.pod_sandbox_status.id == "s1" and not first.containers_statuses
+        assert first.pod_sandbox_status.id == "s1"
+        assert not first.containers_statuses
         assert second.container_id == "s1"  # the sandbox's own event
 
     asyncio.run(scenario())
@@ -111,10 +112,14 @@ def test_slow_subscriber_loses_events_and_its_stream_ends(tmp_path: pathlib.Path
             got += await take(fast_events, 1)  # the fast one keeps up
         assert len(got) == 5
         assert hub.dropped_total == 2
-        delivered = []
-        with pytest.raises(EventQueueOverflowError) as err:
+        delivered: list[pb.ContainerEventResponse] = []
+
+        async def drain() -> None:
             async for event in slow.events():
                 delivered.append(event)
+
+        with pytest.raises(EventQueueOverflowError) as err:
+            await drain()
         assert len(delivered) == 3  # what was queued comes first
         assert err.value.kind is ErrorKind.RESOURCE_EXHAUSTED
         assert "lost 2" in str(err.value)

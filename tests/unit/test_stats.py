@@ -129,7 +129,8 @@ def test_psi_only_where_the_kernel_has_it(v1_tree: pathlib.Path, v2_tree: pathli
     assert psi.Full.Total == 1_000_000
     assert not tr.memory_usage(v2, NOW_NS).HasField("psi")  # no memory.pressure file
     io = tr.io_usage(v2, NOW_NS)
-    assert io is not None and io.psi.Some.Total == 20_000
+    assert io is not None
+    assert io.psi.Some.Total == 20_000
 
 
 def test_unlimited_memory_has_no_available_bytes() -> None:
@@ -165,12 +166,15 @@ def test_cpu_rate_between_samples() -> None:
     assert rates.update("c", 5_000_000_000, 10) is None
 
 
-NET_DEV = """Inter-|   Receive                                                |  Transmit
- face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
-    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0
-  eth0: 1048576    900    1    2    0     0          0         0     4096      50    3    4    0     0       0          0
-  net1:       7       1    0    0    0     0          0         0        8       1    0    0    0     0       0          0
-"""
+# /proc/net/dev: two header lines, then per interface 8 receive and 8 transmit counters.
+NET_DEV = (
+    "Inter-|   Receive                                                |  Transmit\n"
+    " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs"
+    " drop fifo colls carrier compressed\n"
+    "    lo: 100 2 0 0 0 0 0 0 100 2 0 0 0 0 0 0\n"
+    "  eth0: 1048576 900 1 2 0 0 0 0 4096 50 3 4 0 0 0 0\n"
+    "  net1: 7 1 0 0 0 0 0 0 8 1 0 0 0 0 0 0\n"
+)
 
 
 def test_parse_net_dev_and_default_interface() -> None:
@@ -250,7 +254,8 @@ def test_layer_cache_measures_on_request_and_forgets(tmp_path: pathlib.Path) -> 
     cache = LayerUsageCache(refresh_s=60)
     cache.request("c1", str(upper))  # queued for the worker
     usage = cache.measure("c1")  # what the worker does
-    assert usage is not None and usage.inodes_used == 2
+    assert usage is not None
+    assert usage.inodes_used == 2
     assert cache.get("c1") == usage
     cache.forget("c1")
     assert cache.get("c1") is None
@@ -340,7 +345,8 @@ def test_descriptors_follow_what_the_host_offers() -> None:
     assert {d.name for d in full} == set(m.BY_NAME)
     for descriptor in full:
         message = descriptor.to_pb()
-        assert message.help and message.label_keys[:5] == list(m.BASE_LABELS)
+        assert message.help
+        assert message.label_keys[:5] == list(m.BASE_LABELS)
 
 
 def test_disabled_metrics_are_not_sent() -> None:
