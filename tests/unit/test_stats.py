@@ -320,7 +320,8 @@ def test_every_metric_matches_its_descriptor() -> None:
     for metric in metrics:
         descriptor = m.BY_NAME[metric.name].to_pb()
         assert len(metric.label_values) == len(descriptor.label_keys), metric.name
-        assert metric.label_values[0] and metric.label_values[4], metric.name
+        assert metric.label_values[0], metric.name
+        assert metric.label_values[4], metric.name
     assert {metric.name for metric in metrics} == set(m.BY_NAME)
     by_name = {metric.name: metric for metric in metrics}
     assert by_name["container_cpu_usage_seconds_total"].value.value == 3
