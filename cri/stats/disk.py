@@ -25,7 +25,7 @@ import time
 
 log = logging.getLogger("crib.stats")
 
-REFRESH_S = 10.0
+REFRESH_S = 5.0
 _STOP = ""
 
 
