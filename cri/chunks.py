@@ -14,9 +14,9 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-# A quarter of kubelet's cap: room for framing, and small enough that a slow client
-# holds little of crib's memory per chunk.
-MAX_CHUNK_BYTES = 4 * 1024 * 1024
+# An eighth of kubelet's cap, and half of gRPC's default 4 MiB receive limit, so that
+# clients which never raised theirs (scripts, other tools) read the chunks too.
+MAX_CHUNK_BYTES = 2 * 1024 * 1024
 # Tag byte + length varint of a repeated message field, at most.
 _FIELD_OVERHEAD_BYTES = 6
 
