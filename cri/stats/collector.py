@@ -108,8 +108,10 @@ class StatsCollector:
         """Drop what is kept about a removed container or sandbox."""
         self.rates.forget(object_id)
         self.layers.forget(object_id)
-        for path in [p for p in self._managers if p.endswith(object_id)]:
-            del self._managers[path]
+        # list() copies the keys in one step: stats threads may add managers meanwhile.
+        for path in list(self._managers):
+            if path.endswith(object_id):
+                self._managers.pop(path, None)
 
     # -- reading -----------------------------------------------------------------------------
 

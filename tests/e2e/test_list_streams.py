@@ -77,7 +77,7 @@ def fleet(
     with obs_crib(request.param, registry, metrics={"address": address}) as crib:
         crib.image("busybox")  # pulled once, not by 50 threads
         fleet = Fleet(crib, address)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(fleet.make, range(PODS)))
         try:
             yield fleet
