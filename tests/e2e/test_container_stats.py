@@ -100,11 +100,12 @@ def test_pod_with_its_own_cgroup_reads_that_cgroup(crib: CtrCrib) -> None:
     container_id = crib.run(sandbox_id, pod_config, crib.config("spin", ["sh", "-c", spin]))
     pod_kernel = KernelView(linux.cgroup_parent)
     wait_for(lambda: pod_kernel.cpu_usage_ns() > 100_000_000, 30, "the pod never used CPU")
+    # The container first: the counters only grow, and the pod's cgroup holds it.
+    ctr = container_stats(crib, container_id)
     before = pod_kernel.cpu_usage_ns()
     pod = pod_stats(crib, sandbox_id)
     after = pod_kernel.cpu_usage_ns()
     assert before <= pod.linux.cpu.usage_core_nano_seconds.value <= after
-    ctr = container_stats(crib, container_id)
     assert pod.linux.cpu.usage_core_nano_seconds.value >= ctr.cpu.usage_core_nano_seconds.value
     crib.pods.remove_pod(sandbox_id)
 
