@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Collection, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from cni import config as cniconfig
@@ -154,6 +155,14 @@ class CniManager:
         self.loopback = cniconfig.loopback_network()
         self._signature: tuple[Any, ...] | None = None
         self._choice: NetworkChoice | None = None
+        # Called with (operation "ADD" | "DEL", seconds, succeeded) after each pod
+        # attach/detach: the metrics endpoint's CNI latency.
+        self.observers: list[Callable[[str, float, bool], None]] = []
+
+    def _observe(self, operation: str, started_s: float, ok: bool) -> None:
+        elapsed_s = time.monotonic() - started_s
+        for observe in self.observers:
+            observe(operation, elapsed_s, ok)
 
     # -- which network --------------------------------------------------------------------
 
@@ -232,6 +241,16 @@ class CniManager:
         On failure the caller runs `teardown` (SPEC: a DEL follows every ADD, even a failed
         one); the cache entry written before the ADD makes that DEL possible.
         """
+        started_s = time.monotonic()
+        ok = False
+        try:
+            attachment = await self._setup(pod)
+            ok = True
+            return attachment
+        finally:
+            self._observe("ADD", started_s, ok)
+
+    async def _setup(self, pod: PodNetwork) -> Attachment:
         network = self.network().network
         missing = cniconfig.missing_plugins(network, self.bin_dirs)
         if missing:
@@ -280,6 +299,15 @@ class CniManager:
         """Detach a pod from every network it may be on. `netns` is "" when the pinned
         netns is gone (after a reboot): DEL still runs so IPAM gives the address back
         (user-asks #1, #3). Raises the first DEL failure after trying all."""
+        started_s = time.monotonic()
+        ok = False
+        try:
+            await self._teardown(sandbox_id, known, netns)
+            ok = True
+        finally:
+            self._observe("DEL", started_s, ok)
+
+    async def _teardown(self, sandbox_id: str, known: Attachment | None, netns: str) -> None:
         first_error: CniError | None = None
         for attachment in self.attachments_of(sandbox_id, known):
             try:

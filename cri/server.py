@@ -35,7 +35,8 @@ from common.pidlock import PidLock
 from cri import __version__
 from cri.api import api_pb2 as pb
 from cri.config import Config
-from cri.edge import Edge, unimplemented_stream, unimplemented_unary
+from cri.edge import Edge, Observer, unimplemented_stream, unimplemented_unary
+from cri.prometheus import MetricsServer
 from cri.rpc import HANDLERS
 from cri.service import CriService
 from sandbox.monitor import proc
@@ -80,16 +81,19 @@ def generic_handlers(
 
 
 def build_server(
-    service: object, handlers: Mapping[str, Callable[..., Any]] = HANDLERS
+    service: object,
+    handlers: Mapping[str, Callable[..., Any]] = HANDLERS,
+    observers: list[Observer] | None = None,
 ) -> grpc.aio.Server:
-    """A grpc.aio server with every CRI RPC registered through the edge."""
+    """A grpc.aio server with every CRI RPC registered through the edge; `observers` see
+    every finished call (the Prometheus endpoint's counters)."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    server.add_generic_rpc_handlers(generic_handlers(Edge(service), handlers))
+    server.add_generic_rpc_handlers(generic_handlers(Edge(service, observers), handlers))
     return server
 
 
@@ -116,6 +120,7 @@ class Daemon:
         ]
         self._server: grpc.aio.Server | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._metrics: MetricsServer | None = None
 
     async def start(self) -> None:
         """Lock, load state and start serving. Raises `DomainError` on failure."""
@@ -132,7 +137,9 @@ class Daemon:
             await asyncio.to_thread(self.service.load)
             await asyncio.to_thread(self.service.load_records)
             await self.service.recover()
-            server = build_server(self.service)
+            prometheus = self.service.prometheus
+            observers: list[Observer] = [prometheus.observe_rpc] if prometheus else []
+            server = build_server(self.service, observers=observers)
             listen_unix(server, self.config.listen)
             await server.start()
             try:
@@ -145,6 +152,20 @@ class Daemon:
                     f"cannot listen on streaming {self.config.streaming.address}"
                     f":{self.config.streaming.port}: {err.strerror}"
                 ) from None
+            if prometheus is not None:
+                metrics = MetricsServer(prometheus, self.config.metrics.address)
+                try:
+                    await metrics.start()
+                except OSError as err:
+                    await self.service.streaming.stop()
+                    await server.stop(grace=None)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.config.listen)
+                    raise UnavailableError(
+                        f"cannot listen on metrics.address {self.config.metrics.address}:"
+                        f" {err.strerror}"
+                    ) from None
+                self._metrics = metrics
         except BaseException:
             self._reaper.cancel()
             for lock in acquired:
@@ -166,6 +187,12 @@ class Daemon:
         # Exec/attach/port-forward sessions can last hours: they end now (their exec'd
         # processes are killed by the runtime), they are not waited for.
         await self.service.streaming.stop()
+        # GetContainerEvents streams last until the client leaves: end them, or the
+        # drain below would wait for them to its limit.
+        self.service.events.close()
+        if self._metrics is not None:
+            await self._metrics.stop()
+            self._metrics = None
         if self._server is not None:
             log.info("draining in-flight calls (up to %.0f s)", self.config.drain_timeout_s)
             await self._server.stop(grace=self.config.drain_timeout_s)

@@ -6,6 +6,7 @@ under the per-id locks it provides.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import json
@@ -24,9 +25,12 @@ from cri import __version__
 from cri.config import Config
 from cri.containers.manager import ContainerManager, new_container_store
 from cri.containers.streaming import ContainerStreamingRuntime
+from cri.events import ContainerEvents
 from cri.pods.manager import PodManager, new_sandbox_store
+from cri.prometheus import RuntimeMetrics
 from cri.specgen import HostFacts
 from cri.specgen import host as specgen_host
+from cri.stats.collector import StatsCollector
 from cri.store import KeyedLock, Registrar
 from cri.streaming import StreamingServer, UnwiredStreamingRuntime
 from image.registry import RegistryHost
@@ -136,6 +140,17 @@ class CriService:
         )
         self.streaming.runtime = self.streaming_runtime
 
+        # -- observability: stats and CRI metrics, container events, Prometheus ---------------
+        self.stats = StatsCollector(self.containers.store, self.sandboxes, self.images)
+        self.events = ContainerEvents(self.containers.store, self.sandboxes)
+        self.containers.listeners += [self.stats.on_container_event, self.events.on_container_event]
+        self.pods.listeners += [self.stats.on_sandbox_event, self.events.on_sandbox_event]
+        # Built only when the endpoint is on (metrics.address): nothing is counted otherwise.
+        self.prometheus: RuntimeMetrics | None = None
+        if config.metrics.address:
+            self.prometheus = RuntimeMetrics()
+            self.prometheus.watch(self)
+
     def runtime_client(self, handler: str) -> RuntimeClient:
         """The client of runtime handler `handler` (a key of `config.runtimes`)."""
         client = self._runtime_clients.get(handler)
@@ -217,11 +232,14 @@ class CriService:
         await self.pods.recover()
         await self.containers.recover()
         self.streaming_runtime.sweep()
+        self.events.prime()
 
     async def close(self) -> None:
         """Stop background work (pods and containers keep running)."""
+        self.events.close()
         await self.containers.close()
         await self.pods.close()
+        await asyncio.to_thread(self.stats.stop)
 
     # -- runtime configuration ------------------------------------------------------------------
 

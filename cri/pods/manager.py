@@ -63,6 +63,11 @@ log = logging.getLogger("crib.pods")
 SandboxStore = RecordStore[SandboxMetadata, SandboxStatus]
 SandboxRecord = Record[SandboxMetadata, SandboxStatus]
 
+# A listener gets (the sandbox record as of the event, event): "created" and "started" when
+# the sandbox becomes ready, "stopped" when it stops being ready, "deleted" with the last
+# record before removal. Sandbox events of GetContainerEvents come from here.
+SandboxListener = Callable[[SandboxRecord, str], None]
+
 # Annotations on the pause's OCI config (containerd's keys, read by tools and hooks).
 CONTAINER_TYPE_ANNOTATION = "io.kubernetes.cri.container-type"
 
@@ -131,6 +136,17 @@ class PodManager:
         self._creating: dict[str, asyncio.Task[str]] = {}
         self._undelivered: dict[str, str] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self.listeners: list[SandboxListener] = []
+
+    def _emit(self, sandbox_id: str, event: str, record: SandboxRecord | None = None) -> None:
+        record = record or self.store.get(sandbox_id)
+        if record is None:
+            return
+        for listener in self.listeners:
+            try:
+                listener(record, event)
+            except Exception:
+                log.exception("sandbox event listener failed")
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -253,7 +269,9 @@ class PodManager:
                 status.pause.pid if status.pause else "-",
                 status.ips[0] if status.ips else "-",
             )
-            return sandbox_id
+        self._emit(sandbox_id, "created")
+        self._emit(sandbox_id, "started")
+        return sandbox_id
 
     async def _acquire(
         self, record: SandboxRecord, plan: validate.SandboxPlan, undo: UndoStack
@@ -425,6 +443,8 @@ class PodManager:
         )
         if new_status != status:  # a repeated Stop writes nothing
             await asyncio.to_thread(self.store.update_status, sandbox_id, lambda _: new_status)
+            if status.state is not SandboxState.NOT_READY:
+                self._emit(sandbox_id, "stopped")
         if first_error is not None:
             raise first_error
         log.info("sandbox %s stopped", sandbox_id)
@@ -483,6 +503,7 @@ class PodManager:
             self.registrar.release_id(full)
             self._undelivered.pop(record.metadata.cri_name, None)
             log.info("sandbox %s removed", full)
+        self._emit(full, "deleted", record)
 
     async def _delete_pause(self, record: SandboxRecord, pause: PauseProcess | None) -> None:
         """Delete the pause (`delete --force` kills it if it runs), then any cgroup leaf
@@ -540,6 +561,7 @@ class PodManager:
                     await asyncio.to_thread(
                         self.store.update_status, sandbox_id, _not_ready_because(message)
                     )
+                    self._emit(sandbox_id, "stopped")
             if pause.conmon_pid > 0 and not await proc.wait_and_reap(pause.conmon_pid, 30.0):
                 log.warning("conmon %d of sandbox %s did not exit", pause.conmon_pid, sandbox_id)
         finally:

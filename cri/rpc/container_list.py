@@ -25,10 +25,8 @@ def matches(item: pb.Container, flt: pb.ContainerFilter) -> bool:
     return all(item.labels.get(key) == value for key, value in flt.label_selector.items())
 
 
-async def handle(
-    service: CriService, request: pb.ListContainersRequest
-) -> pb.ListContainersResponse:
-    """Every container matching the filter, oldest first."""
+def items(service: CriService, flt: pb.ContainerFilter | None) -> list[pb.Container]:
+    """Every container matching `flt` (None: all), oldest first (StreamContainers too)."""
     records = sorted(
         (
             r
@@ -37,7 +35,15 @@ async def handle(
         ),
         key=lambda r: r.metadata.created_at_ns,
     )
-    items = [translate.container(r) for r in records]
-    if request.HasField("filter"):
-        items = [item for item in items if matches(item, request.filter)]
-    return pb.ListContainersResponse(containers=items)
+    found = [translate.container(r) for r in records]
+    if flt is not None:
+        found = [item for item in found if matches(item, flt)]
+    return found
+
+
+async def handle(
+    service: CriService, request: pb.ListContainersRequest
+) -> pb.ListContainersResponse:
+    """Every container matching the filter, oldest first."""
+    flt = request.filter if request.HasField("filter") else None
+    return pb.ListContainersResponse(containers=items(service, flt))

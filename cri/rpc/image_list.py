@@ -38,7 +38,13 @@ def to_pb(service: CriService, image: ImageRecord) -> pb.Image:
     return result
 
 
+def items(service: CriService, flt: pb.ImageFilter | None) -> list[pb.Image]:
+    """Every image, or the one `flt`'s image spec names (StreamImages too)."""
+    name = flt.image.image if flt is not None else ""
+    return [to_pb(service, i) for i in service.images.images(name)]
+
+
 async def handle(service: CriService, request: pb.ListImagesRequest) -> pb.ListImagesResponse:
     """List images from memory (kubelet polls this for image garbage collection)."""
-    name = request.filter.image.image if request.HasField("filter") else ""
-    return pb.ListImagesResponse(images=[to_pb(service, i) for i in service.images.images(name)])
+    flt = request.filter if request.HasField("filter") else None
+    return pb.ListImagesResponse(images=items(service, flt))

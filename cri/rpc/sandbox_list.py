@@ -24,15 +24,21 @@ def matches(item: pb.PodSandbox, flt: pb.PodSandboxFilter) -> bool:
     return all(item.labels.get(key) == value for key, value in flt.label_selector.items())
 
 
-async def handle(
-    service: CriService, request: pb.ListPodSandboxRequest
-) -> pb.ListPodSandboxResponse:
-    """Every sandbox matching the filter, oldest first."""
+def items(service: CriService, flt: pb.PodSandboxFilter | None) -> list[pb.PodSandbox]:
+    """Every sandbox matching `flt` (None: all), oldest first (StreamPodSandboxes too)."""
     records = sorted(
         (r for r in service.sandboxes.list() if r.status.state is not SandboxState.CREATING),
         key=lambda r: r.metadata.created_at_ns,
     )
-    items = [translate.pod_sandbox(r) for r in records]
-    if request.HasField("filter"):
-        items = [item for item in items if matches(item, request.filter)]
-    return pb.ListPodSandboxResponse(items=items)
+    found = [translate.pod_sandbox(r) for r in records]
+    if flt is not None:
+        found = [item for item in found if matches(item, flt)]
+    return found
+
+
+async def handle(
+    service: CriService, request: pb.ListPodSandboxRequest
+) -> pb.ListPodSandboxResponse:
+    """Every sandbox matching the filter, oldest first."""
+    flt = request.filter if request.HasField("filter") else None
+    return pb.ListPodSandboxResponse(items=items(service, flt))

@@ -84,7 +84,7 @@ class CribNetwork:
 
 
 # The /16 each prefix draws its test subnets from (distinct: both may run at once).
-TEST_RANGES = {"cpod": "10.123", "cctr": "10.124", "cstm": "10.125"}
+TEST_RANGES = {"cpod": "10.123", "cctr": "10.124", "cstm": "10.125", "cobs": "10.126"}
 
 
 def new_network(base_dir: str, prefix: str = "cpod", **kwargs: Any) -> CribNetwork:

@@ -298,6 +298,68 @@ def test_v1_stats_and_oom(v1_root: pathlib.Path, monkeypatch: pytest.MonkeyPatch
     assert stats["oom_kill_count"] == manager.oom_kill_count() == 2
 
 
+def test_v1_detailed_stats(v1_root: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Peak, failcnt, kernel memory, mapped files, the swap limit (memsw - memory),
+    per-device I/O from the throttle files; no PSI on v1."""
+    manager, _ = v1_manager(v1_root, monkeypatch)
+    c = "crt-c1"
+    touch(
+        v1_root / "memory" / c,
+        {
+            "memory.usage_in_bytes": str(10 << 20),
+            "memory.stat": "total_mapped_file 8192\ntotal_inactive_file 0\n",
+            "memory.limit_in_bytes": str(64 << 20),
+            "memory.memsw.limit_in_bytes": str(96 << 20),
+            "memory.max_usage_in_bytes": str(20 << 20),
+            "memory.failcnt": "6",
+            "memory.kmem.usage_in_bytes": "65536",
+        },
+    )
+    touch(
+        v1_root / "blkio" / c,
+        {
+            "blkio.throttle.io_service_bytes_recursive": "8:0 Read 4096\n8:0 Write 8192\n"
+            "8:0 Sync 0\n8:0 Async 12288\n8:0 Total 12288\n253:1 Read 512\nTotal 12800\n",
+            "blkio.throttle.io_serviced_recursive": "8:0 Read 1\n8:0 Write 2\n253:1 Read 3\n",
+        },
+    )
+    stats = manager.stats()
+    assert stats["memory_max_usage_bytes"] == 20 << 20
+    assert stats["memory_failcnt"] == 6
+    assert stats["memory_kernel_bytes"] == 65536
+    assert stats["memory_mapped_file_bytes"] == 8192
+    assert stats["memory_swap_limit_bytes"] == 32 << 20
+    assert stats["pressure"] == {}
+    assert stats["io"] == [
+        {"major": 8, "minor": 0, "read_bytes": 4096, "write_bytes": 8192, "reads": 1, "writes": 2},
+        {"major": 253, "minor": 1, "read_bytes": 512, "write_bytes": 0, "reads": 3, "writes": 0},
+    ]
+
+
+def test_v1_hugetlb_stats(v1_root: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    touch(v1_root / "hugetlb", {"cgroup.procs": ""})
+    manager, _ = v1_manager(v1_root, monkeypatch)
+    touch(
+        v1_root / "hugetlb" / "crt-c1",
+        {
+            "hugetlb.2MB.usage_in_bytes": str(4 << 20),
+            "hugetlb.2MB.max_usage_in_bytes": str(6 << 20),
+            "hugetlb.2MB.rsvd.usage_in_bytes": "0",
+            "hugetlb.1GB.usage_in_bytes": "0",
+            "hugetlb.1GB.max_usage_in_bytes": "0",
+        },
+    )
+    assert manager.stats()["hugetlb"] == {
+        "2MB": {"usage_bytes": 4 << 20, "max_usage_bytes": 6 << 20},
+        "1GB": {"usage_bytes": 0, "max_usage_bytes": 0},
+    }
+
+
+def test_v1_unlimited_swap_is_zero(v1_root: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manager, _ = v1_manager(v1_root, monkeypatch)
+    assert manager.stats()["memory_swap_limit_bytes"] == 0
+
+
 def test_v1_pids_and_destroy(v1_root: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manager, _ = v1_manager(v1_root, monkeypatch)
     (v1_root / "pids" / "crt-c1" / "cgroup.procs").write_text("10\n11\n")
@@ -460,6 +522,61 @@ def test_v2_stats_and_oom(v2_root: pathlib.Path, monkeypatch: pytest.MonkeyPatch
     assert stats["pids_current"] == 3
     assert stats["pids_limit"] == 20
     assert stats["oom_kill_count"] == 1
+
+
+def test_v2_detailed_stats(v2_root: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PSI from the three pressure files, io.stat per device, memory.peak, events "max"
+    as the failure count, kernel and mapped-file memory, memory.swap.max, hugetlb."""
+    manager, _ = v2_manager(v2_root, monkeypatch)
+    touch(
+        v2_root / "kubepods" / "crt-c1",
+        {
+            "memory.current": str(8 << 20),
+            "memory.stat": "anon 0\nkernel 131072\nfile_mapped 4096\n",
+            "memory.peak": str(9 << 20),
+            "memory.events": "low 0\nhigh 0\nmax 5\noom 0\noom_kill 0\n",
+            "memory.swap.max": str(16 << 20),
+            "cpu.pressure": "some avg10=1.50 avg60=0.25 avg300=0.00 total=2500000\n"
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=1000\n",
+            "memory.pressure": "some avg10=0.00 avg60=0.00 avg300=0.00 total=7\n"
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=3\n",
+            "io.stat": "8:16 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n"
+            "259:0 rbytes=1 wbytes=0 rios=1 wios=0\n",
+            "hugetlb.2MB.current": str(2 << 20),
+            "hugetlb.2MB.rsvd.current": "0",
+        },
+    )
+    stats = manager.stats()
+    assert stats["memory_max_usage_bytes"] == 9 << 20
+    assert stats["memory_failcnt"] == 5
+    assert stats["memory_kernel_bytes"] == 131072
+    assert stats["memory_mapped_file_bytes"] == 4096
+    assert stats["memory_swap_limit_bytes"] == 16 << 20
+    assert stats["pressure"] == {
+        "cpu": {
+            "some": {"total_us": 2500000, "avg10": 1.5, "avg60": 0.25, "avg300": 0.0},
+            "full": {"total_us": 1000, "avg10": 0.0, "avg60": 0.0, "avg300": 0.0},
+        },
+        "memory": {
+            "some": {"total_us": 7, "avg10": 0.0, "avg60": 0.0, "avg300": 0.0},
+            "full": {"total_us": 3, "avg10": 0.0, "avg60": 0.0, "avg300": 0.0},
+        },
+    }
+    assert stats["io"] == [
+        {"major": 8, "minor": 16, "read_bytes": 4096, "write_bytes": 8192, "reads": 1, "writes": 2},
+        {"major": 259, "minor": 0, "read_bytes": 1, "write_bytes": 0, "reads": 1, "writes": 0},
+    ]
+    assert stats["hugetlb"] == {"2MB": {"usage_bytes": 2 << 20, "max_usage_bytes": 0}}
+
+
+def test_v2_unlimited_swap_and_no_psi(
+    v2_root: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager, _ = v2_manager(v2_root, monkeypatch)
+    touch(v2_root / "kubepods" / "crt-c1", {"memory.swap.max": "max"})
+    stats = manager.stats()
+    assert stats["memory_swap_limit_bytes"] == 0
+    assert stats["pressure"] == {}
 
 
 def test_conversions() -> None:

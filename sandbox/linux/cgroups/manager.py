@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from common.errors import FailedPreconditionError, InvalidArgumentError
 
 if TYPE_CHECKING:
-    from sandbox.linux.cgroups.types import CgroupManager, CgroupStats
+    from sandbox.linux.cgroups.types import CgroupManager, CgroupStats, PsiData
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -54,6 +54,14 @@ def empty_stats() -> CgroupStats:
         "pids_current": 0,
         "pids_limit": 0,
         "oom_kill_count": 0,
+        "memory_max_usage_bytes": 0,
+        "memory_failcnt": 0,
+        "memory_kernel_bytes": 0,
+        "memory_mapped_file_bytes": 0,
+        "memory_swap_limit_bytes": 0,
+        "pressure": {},
+        "io": [],
+        "hugetlb": {},
     }
     return stats
 
@@ -110,6 +118,46 @@ def read_keyed(path: str) -> dict[str, int]:
             except ValueError:
                 continue
     return result
+
+
+def read_pressure(directory: str) -> dict[str, dict[str, PsiData]]:
+    """The PSI files of a v2 cgroup (`cpu.pressure`, `memory.pressure`, `io.pressure`):
+
+        some avg10=0.00 avg60=0.00 avg300=0.00 total=0
+        full avg10=0.00 avg60=0.00 avg300=0.00 total=0
+
+    (kernel Documentation/accounting/psi.rst). Missing files are left out; so is a file
+    the kernel refuses to read (EOPNOTSUPP when PSI is disabled at boot)."""
+    result: dict[str, dict[str, PsiData]] = {}
+    for resource in ("cpu", "memory", "io"):
+        try:
+            text = read_file(os.path.join(directory, f"{resource}.pressure"))
+        except OSError:
+            continue
+        lines: dict[str, PsiData] = {}
+        for line in text.splitlines():
+            kind, _, rest = line.partition(" ")
+            fields = dict(part.split("=", 1) for part in rest.split() if "=" in part)
+            try:
+                lines[kind] = {
+                    "total_us": int(fields["total"]),
+                    "avg10": float(fields["avg10"]),
+                    "avg60": float(fields["avg60"]),
+                    "avg300": float(fields["avg300"]),
+                }
+            except (KeyError, ValueError):
+                continue
+        if lines:
+            result[resource] = lines
+    return result
+
+
+def device_numbers(text: str) -> tuple[int, int] | None:
+    """(major, minor) of "MAJ:MIN", or None."""
+    major, sep, minor = text.partition(":")
+    if not sep or not major.isdigit() or not minor.isdigit():
+        return None
+    return int(major), int(minor)
 
 
 def read_procs(path: str) -> list[int]:

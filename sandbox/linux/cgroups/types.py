@@ -9,6 +9,33 @@ from __future__ import annotations
 from typing import Any, Protocol, TypedDict
 
 
+class PsiData(TypedDict):
+    """One line of a pressure file (`some` or `full`): stall time and its moving averages."""
+
+    total_us: int  # cumulative stall time in microseconds
+    avg10: float  # percent of wall time stalled over the last 10 s
+    avg60: float
+    avg300: float
+
+
+class IoDeviceStats(TypedDict):
+    """Block I/O of one device (v2 io.stat, v1 blkio.throttle.io_service*_recursive)."""
+
+    major: int
+    minor: int
+    read_bytes: int
+    write_bytes: int
+    reads: int
+    writes: int
+
+
+class HugetlbStats(TypedDict):
+    """Huge page usage for one page size ("2MB", "1GB")."""
+
+    usage_bytes: int
+    max_usage_bytes: int  # 0 on v2, which does not record a peak
+
+
 class CgroupStats(TypedDict):
     """A snapshot of one container's cgroup; 0 where the host does not account a value.
 
@@ -33,6 +60,16 @@ class CgroupStats(TypedDict):
     pids_current: int
     pids_limit: int
     oom_kill_count: int
+    memory_max_usage_bytes: int  # v1 memory.max_usage_in_bytes, v2 memory.peak (5.19+)
+    memory_failcnt: int  # times usage hit the limit (v1 memory.failcnt, v2 events "max")
+    memory_kernel_bytes: int  # v1 memory.kmem.usage_in_bytes, v2 memory.stat kernel
+    memory_mapped_file_bytes: int
+    memory_swap_limit_bytes: int  # swap alone; 0 = unlimited or no swap accounting
+    # "cpu" / "memory" / "io" -> "some" / "full" -> data; empty where the kernel has no
+    # PSI for the cgroup (v1 hierarchies, CONFIG_PSI off, psi=0 on the command line)
+    pressure: dict[str, dict[str, PsiData]]
+    io: list[IoDeviceStats]
+    hugetlb: dict[str, HugetlbStats]
 
 
 class CgroupManager(Protocol):

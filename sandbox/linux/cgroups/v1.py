@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.linux.cgroups.manager import (
     CgroupError,
+    device_numbers,
     empty_stats,
     inner_path,
     read_file,
@@ -25,7 +26,7 @@ from sandbox.linux.cgroups.manager import (
 from sandbox.linux.devices import DEFAULT_ALLOW_RULES, cgroup_rule
 
 if TYPE_CHECKING:
-    from sandbox.linux.cgroups.types import CgroupStats
+    from sandbox.linux.cgroups.types import CgroupStats, HugetlbStats, IoDeviceStats
 
 _SKIP = ("unified",)
 _USER_HZ = 100
@@ -300,7 +301,28 @@ class CgroupV1Manager:
             stats["memory_limit_bytes"] = 0 if limit >= 2**62 else limit
             memsw = read_int(os.path.join(memory, "memory.memsw.usage_in_bytes"), usage)
             stats["memory_swap_usage_bytes"] = max(0, memsw - usage)
+            # memsw.limit is memory + swap: the swap alone is the difference, when both
+            # are limited.
+            memsw_limit = read_int(os.path.join(memory, "memory.memsw.limit_in_bytes"))
+            if 0 < limit < 2**62 and 0 < memsw_limit < 2**62:
+                stats["memory_swap_limit_bytes"] = max(0, memsw_limit - limit)
             stats["oom_kill_count"] = self.oom_kill_count()
+            stats["memory_max_usage_bytes"] = read_int(
+                os.path.join(memory, "memory.max_usage_in_bytes")
+            )
+            stats["memory_failcnt"] = read_int(os.path.join(memory, "memory.failcnt"))
+            stats["memory_kernel_bytes"] = read_int(
+                os.path.join(memory, "memory.kmem.usage_in_bytes")
+            )
+            stats["memory_mapped_file_bytes"] = counters.get(
+                "total_mapped_file", counters.get("mapped_file", 0)
+            )
+        blkio = self.path("blkio")
+        if blkio:
+            stats["io"] = _blkio_stats(blkio)
+        hugetlb = self.path("hugetlb")
+        if hugetlb:
+            stats["hugetlb"] = _hugetlb_stats(hugetlb)
         pids = self.path("pids")
         if pids:
             stats["pids_current"] = read_int(os.path.join(pids, "pids.current"))
@@ -317,3 +339,62 @@ class CgroupV1Manager:
     def destroy(self, timeout_s: float = 5.0) -> None:
         for path in self._paths.values():
             rmdir_retry(path, timeout_s)
+
+
+def _blkio_stats(directory: str) -> list[IoDeviceStats]:
+    """Per-device I/O from blkio.throttle.io_service_bytes_recursive and
+    io_serviced_recursive ("8:0 Read 4096" lines; blkio-controller.rst). The throttle
+    files count every I/O whatever the scheduler, unlike the CFQ/BFQ ones."""
+    by_device: dict[tuple[int, int], IoDeviceStats] = {}
+    for name, read_key, write_key in (
+        ("blkio.throttle.io_service_bytes_recursive", "read_bytes", "write_bytes"),
+        ("blkio.throttle.io_serviced_recursive", "reads", "writes"),
+    ):
+        try:
+            text = read_file(os.path.join(directory, name))
+        except OSError:
+            continue
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) != 3 or not parts[2].isdigit():
+                continue
+            device = device_numbers(parts[0])
+            if device is None:
+                continue
+            entry = by_device.setdefault(
+                device,
+                {
+                    "major": device[0],
+                    "minor": device[1],
+                    "read_bytes": 0,
+                    "write_bytes": 0,
+                    "reads": 0,
+                    "writes": 0,
+                },
+            )
+            if parts[1] == "Read":
+                entry[read_key] = int(parts[2])  # type: ignore[literal-required]
+            elif parts[1] == "Write":
+                entry[write_key] = int(parts[2])  # type: ignore[literal-required]
+    return [by_device[key] for key in sorted(by_device)]
+
+
+def _hugetlb_stats(directory: str) -> dict[str, HugetlbStats]:
+    result: dict[str, HugetlbStats] = {}
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return result
+    for name in names:
+        # hugetlb.<size>.usage_in_bytes (and .max_usage_in_bytes), one pair per page size
+        if name.startswith("hugetlb.") and name.endswith(".usage_in_bytes"):
+            size = name[len("hugetlb.") : -len(".usage_in_bytes")]
+            if "." in size:
+                continue  # hugetlb.<size>.rsvd.usage_in_bytes
+            result[size] = {
+                "usage_bytes": read_int(os.path.join(directory, name)),
+                "max_usage_bytes": read_int(
+                    os.path.join(directory, f"hugetlb.{size}.max_usage_in_bytes")
+                ),
+            }
+    return result

@@ -19,17 +19,19 @@ from sandbox.linux.cgroups.manager import (
     CgroupError,
     blkio_weight_to_io_weight,
     cpu_shares_to_weight,
+    device_numbers,
     empty_stats,
     read_file,
     read_int,
     read_keyed,
+    read_pressure,
     read_procs,
     rmdir_retry,
     write_file,
 )
 
 if TYPE_CHECKING:
-    from sandbox.linux.cgroups.types import CgroupStats
+    from sandbox.linux.cgroups.types import CgroupStats, HugetlbStats, IoDeviceStats
 
 # Controllers a container's cgroup may use; enabled in each ancestor's subtree_control.
 _WANTED = ("cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc")
@@ -207,8 +209,66 @@ class CgroupV2Manager:
         stats["pids_current"] = read_int(os.path.join(self.directory, "pids.current"))
         pids_limit = read_int(os.path.join(self.directory, "pids.max"))
         stats["pids_limit"] = 0 if pids_limit < 0 else pids_limit
-        stats["oom_kill_count"] = self.oom_kill_count()
+        events = read_keyed(os.path.join(self.directory, "memory.events"))
+        stats["oom_kill_count"] = events.get("oom_kill", 0)
+        # memory.events "max": how often usage was about to exceed memory.max (the v1
+        # failcnt's meaning, as runc's libcontainer reads it).
+        stats["memory_failcnt"] = events.get("max", 0)
+        stats["memory_max_usage_bytes"] = read_int(os.path.join(self.directory, "memory.peak"))
+        stats["memory_kernel_bytes"] = memory.get("kernel", 0)
+        stats["memory_mapped_file_bytes"] = memory.get("file_mapped", 0)
+        swap_limit = read_int(os.path.join(self.directory, "memory.swap.max"))
+        stats["memory_swap_limit_bytes"] = 0 if swap_limit < 0 else swap_limit
+        stats["pressure"] = read_pressure(self.directory)
+        stats["io"] = self._io_stats()
+        stats["hugetlb"] = self._hugetlb_stats()
         return stats
+
+    def _io_stats(self) -> list[IoDeviceStats]:
+        # io.stat: "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0" per device
+        # (cgroup-v2.rst "IO Interface Files").
+        result: list[IoDeviceStats] = []
+        try:
+            text = read_file(os.path.join(self.directory, "io.stat"))
+        except OSError:
+            return result
+        for line in text.splitlines():
+            parts = line.split()
+            device = device_numbers(parts[0]) if parts else None
+            if device is None:
+                continue
+            fields: dict[str, int] = {}
+            for part in parts[1:]:
+                key, _, value = part.partition("=")
+                if value.isdigit():
+                    fields[key] = int(value)
+            result.append(
+                {
+                    "major": device[0],
+                    "minor": device[1],
+                    "read_bytes": fields.get("rbytes", 0),
+                    "write_bytes": fields.get("wbytes", 0),
+                    "reads": fields.get("rios", 0),
+                    "writes": fields.get("wios", 0),
+                }
+            )
+        return result
+
+    def _hugetlb_stats(self) -> dict[str, HugetlbStats]:
+        result: dict[str, HugetlbStats] = {}
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return result
+        for name in names:
+            # hugetlb.<size>.current, one per page size the kernel supports
+            if name.startswith("hugetlb.") and name.endswith(".current"):
+                size = name[len("hugetlb.") : -len(".current")]
+                if "." in size:
+                    continue  # hugetlb.<size>.rsvd.current
+                usage = read_int(os.path.join(self.directory, name))
+                result[size] = {"usage_bytes": usage, "max_usage_bytes": 0}
+        return result
 
     def oom_kill_count(self) -> int:
         return read_keyed(os.path.join(self.directory, "memory.events")).get("oom_kill", 0)
