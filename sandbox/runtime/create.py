@@ -11,6 +11,7 @@ create leaves no process, cgroup, mount or directory behind.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import stat
 import time
@@ -241,9 +242,9 @@ def _create(
     if console_fd is not None:
         sync.close_quietly(console_fd)
     children = {"intermediate": intermediate_pid, "init": 0}
-    undo.push("kill container processes", lambda: _kill_and_reap(children))
+    undo.push("kill container processes", lambda: abort(parent_sock, children))
 
-    init_pid = _handshake(parent_sock, spec, children, manager.add_process)
+    init_pid = handshake(parent_sock, spec, children, manager.add_process)
     start_time = container.process_start_time(init_pid)
     if start_time is None:
         raise CreateError("init: the container's init exited during create")
@@ -270,13 +271,46 @@ def _create(
     return init_pid
 
 
-def _handshake(
+def handshake(
     sock: sync.Socket, spec: Any, children: dict[str, int], join_cgroup: Callable[[int], None]
 ) -> int:
-    """Serve the children until the init is ready; returns its pid."""
+    """Serve the children until the init is ready; returns its pid.
+
+    Every wait ends when the children it waits for are gone: EOF once no child holds the
+    socket, and, until the intermediate has reported the init's pid, the intermediate's
+    exit (a pidfd, pidfd_open(2)): an intermediate killed between forking the init and
+    reporting it leaves an init that holds the socket open and waits for us.
+    """
+    intermediate_fd = _pidfd(children["intermediate"])
+    try:
+        return _serve(sock, spec, children, join_cgroup, intermediate_fd)
+    finally:
+        if intermediate_fd >= 0:
+            os.close(intermediate_fd)
+
+
+def _pidfd(pid: int) -> int:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return -1  # before Linux 5.3: EOF alone ends the waits
+
+
+def _serve(
+    sock: sync.Socket,
+    spec: Any,
+    children: dict[str, int],
+    join_cgroup: Callable[[int], None],
+    intermediate_fd: int,
+) -> int:
     linux = spec.get("linux", {})
     init_pid = 0
     while True:
+        if not init_pid and intermediate_fd >= 0:
+            readable, _, _ = select.select([sock.fileno(), intermediate_fd], [], [])
+            # What a child sent before exiting is queued by then: read it first.
+            if sock.fileno() not in readable:
+                raise CreateError(_died_line(children))
         message = sync.receive(sock)
         if message is None:
             raise CreateError(_died_line(children))
@@ -304,24 +338,19 @@ def _handshake(
                         err.strerror or "",
                     ).line()
                 ) from None
-            sync.send(sock, {"type": "userns-mapped"})
+            _reply(sock, "userns-mapped")
         elif kind == "pid":
             init_pid = int(message["pid"])
             children["init"] = init_pid
             # runc's order: the parent places the init in the cgroup while it sets up.
-            # If the init already failed, its error message (queued) is the real cause.
             try:
                 join_cgroup(init_pid)
-                sync.send(sock, {"type": "cgroup-joined"})
             except Exception as err:  # noqa: BLE001 - one line, then the undo stack
-                pending = sync.receive(sock)
-                if pending is not None and pending.get("type") == "error":
-                    raise CreateError(
-                        sync.SyncError(
-                            pending["step"], pending["errno"], pending["path"], pending["message"]
-                        ).line()
-                    ) from None
-                raise CreateError(f"join cgroup: {err}") from None
+                # The init may be blocked waiting for "cgroup-joined": do not wait for it
+                # (see sync.py). An error it already queued (it died) is the real cause.
+                queued = sync.queued_error(sock)
+                raise CreateError(queued.line() if queued else f"join cgroup: {err}") from None
+            _reply(sock, "cgroup-joined")
             _, status = os.waitpid(children["intermediate"], 0)
             children["intermediate"] = 0
             if os.waitstatus_to_exitcode(status) != 0:
@@ -330,6 +359,13 @@ def _handshake(
             if not init_pid:
                 raise CreateError("sync: ready before the init pid was known")
             return init_pid
+
+
+def _reply(sock: sync.Socket, kind: str) -> None:
+    try:
+        sync.send(sock, {"type": kind})
+    except OSError:
+        pass  # the child died: the next receive returns what it sent last, or EOF
 
 
 def _died_line(children: dict[str, int]) -> str:
@@ -347,6 +383,16 @@ def _died_line(children: dict[str, int]) -> str:
     return "init: exited before the container was ready"
 
 
+def abort(sock: sync.Socket, children: dict[str, int]) -> None:
+    """End a failed handshake: close our end, kill and reap the children we know of.
+
+    Our end goes first: a child whose pid we never learnt (an init forked by an
+    intermediate that died before reporting it) sees EOF and exits by itself.
+    """
+    sock.close()
+    _kill_and_reap(children)
+
+
 def _kill_and_reap(children: dict[str, int]) -> None:
     for stage in ("init", "intermediate"):
         pid = children[stage]
@@ -356,6 +402,9 @@ def _kill_and_reap(children: dict[str, int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    # The intermediate first: once it is reaped, the init has been re-parented to us (we
+    # are a subreaper; the kernel re-parents before the exit can be collected), so
+    # waitpid() on the init works; ChildProcessError means someone reaped it already.
     for stage in ("intermediate", "init"):
         pid = children[stage]
         if not pid:
@@ -363,20 +412,8 @@ def _kill_and_reap(children: dict[str, int]) -> None:
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
-            # The init was not re-parented to us yet (the intermediate still ran when
-            # killed); once the intermediate is reaped it is ours: reap any child left.
-            _reap_any()
+            pass
         children[stage] = 0
-
-
-def _reap_any() -> None:
-    try:
-        while True:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                time.sleep(0.001)
-    except ChildProcessError:
-        return
 
 
 def _remove_tree(path: str) -> None:

@@ -31,7 +31,20 @@ first cgroup.procs write of a burst waits for an RCU grace period (~10 ms on v1 
 Any stage that fails sends {"type":"error","step":S,"errno":E,"path":P,"message":M} and
 exits; P0 then kills what exists, removes the cgroup and the state directory, and prints
 one line. EOF without "ready" means the child died: P0 reports its exit status.
+
 `exec` runs the same protocol with its own stages (setns into /proc/<init>/ns/*).
+
+No wait may outlive the side it waits for, whatever fails where:
+  - a child blocks only for a reply P0 owes it ("userns-mapped", "cgroup-joined"); P0
+    either sends it or, failing itself, closes its end and kills the children;
+  - P0 blocks for the next message only while a child holds the socket (EOF then), and
+    until it knows the init's pid it also watches the intermediate's pidfd: an
+    intermediate killed between forking the init and reporting it leaves an init that
+    holds the socket and waits for P0;
+  - P0 never waits for a child after failing on its own side: when cgroup.procs refuses
+    the init (an empty v1 cpuset answers ENOSPC) the init is blocked waiting for
+    "cgroup-joined", so P0 only takes an error already queued (`queued_error`). The
+    blocking read it once did there hung `create`, and conmon with it, for good.
 """
 
 from __future__ import annotations
@@ -162,6 +175,24 @@ def receive(sock: Socket) -> dict[str, Any] | None:
         return None
     message: dict[str, Any] = json.loads(data)
     return message
+
+
+def queued_error(sock: Socket) -> SyncError | None:
+    """The error message a child already sent, if one is queued; never waits.
+
+    For a parent that failed on its own side while a child may be blocked waiting for
+    the parent's next message: waiting for the child there would wait forever.
+    """
+    try:
+        data = sock.recv(_MAX_PACKET, _socket.MSG_DONTWAIT)
+    except (BlockingIOError, ConnectionResetError):
+        return None
+    if not data:
+        return None
+    message: dict[str, Any] = json.loads(data)
+    if message.get("type") != "error":
+        return None
+    return SyncError(message["step"], message["errno"], message["path"], message["message"])
 
 
 def expect(sock: Socket, wanted: str) -> dict[str, Any]:

@@ -174,6 +174,38 @@ def test_v1_cpuset_copies_parent_values(
     ]
 
 
+def test_v1_cpuset_fills_a_parent_another_create_left_empty(
+    v1_root: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A concurrent create made the shared parent a moment ago and has not copied its
+    # cpus/mems yet: this create must fill it too, or the leaf copies empty values and
+    # the kernel refuses the init (ENOSPC), which once hung create.
+    touch(v1_root / "cpuset" / "crt-a", {"cpuset.cpus": "", "cpuset.mems": ""})
+    writes = Writes(v1_root)
+    monkeypatch.setattr(v1, "write_file", writes)
+    original_mkdir = os.mkdir
+
+    def mkdir_with_files(path: Any, mode: int = 0o777) -> None:
+        original_mkdir(path, mode)
+        if "cpuset" in str(path):
+            touch(pathlib.Path(path), {"cpuset.cpus": "", "cpuset.mems": ""})
+
+    monkeypatch.setattr(os, "mkdir", mkdir_with_files)
+    manager = v1.CgroupV1Manager.for_path("/crt-a/crt-b", "c1", root=str(v1_root), own={})
+    manager.create()
+    for level in ("crt-a", "crt-a/crt-b"):
+        assert (v1_root / "cpuset" / level / "cpuset.cpus").read_text() == "0-1"
+        assert (v1_root / "cpuset" / level / "cpuset.mems").read_text() == "0"
+    # A level that is already filled is left alone (a pod's own cpuset, kubelet's).
+    (v1_root / "cpuset" / "crt-a" / "cpuset.cpus").write_text("1")
+    before = len(writes.calls)
+    v1.CgroupV1Manager.for_path("/crt-a/crt-c", "c2", root=str(v1_root), own={}).create()
+    assert writes.calls[before:] == [
+        ("cpuset/crt-a/crt-c/cpuset.cpus", "1"),
+        ("cpuset/crt-a/crt-c/cpuset.mems", "0"),
+    ]
+
+
 def test_v1_apply_resources(v1_root: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manager, writes = v1_manager(v1_root, monkeypatch)
     for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):

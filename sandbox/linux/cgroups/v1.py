@@ -88,22 +88,26 @@ class CgroupV1Manager:
     def create(self) -> None:
         for hierarchy, path in self._paths.items():
             if "cpuset" in hierarchy.split(","):
-                self._create_cpuset(path)
+                self._create_cpuset(os.path.join(self.root, hierarchy), path)
                 continue
             try:
                 os.makedirs(path, 0o755, exist_ok=True)
             except OSError as err:
                 raise CgroupError(f"mkdir {path}: {err.strerror}") from None
 
-    def _create_cpuset(self, path: str) -> None:
-        # A new v1 cpuset starts with empty cpus/mems and refuses tasks until both are set:
-        # copy each missing level's values from its parent, top down (cpuset(7)).
-        missing = []
+    def _create_cpuset(self, hierarchy_root: str, path: str) -> None:
+        # A new v1 cpuset starts with empty cpus/mems and refuses tasks (ENOSPC) until both
+        # are set (cpuset(7)): fill every level below the hierarchy root, top down, from
+        # its parent. Every level, not only the ones this call created: a concurrent create
+        # may have made a shared parent a moment ago and not filled it yet (runc's
+        # cpusetEnsureParent checks each level for the same reason). Concurrent fillers
+        # write the same values, so the race is harmless once everyone fills every level.
+        levels = []
         probe = path
-        while not os.path.isdir(probe):
-            missing.append(probe)
+        while probe != hierarchy_root and probe.startswith(hierarchy_root + "/"):
+            levels.append(probe)
             probe = os.path.dirname(probe)
-        for directory in reversed(missing):
+        for directory in reversed(levels):
             try:
                 os.mkdir(directory, 0o755)
             except FileExistsError:
