@@ -1,7 +1,9 @@
 """The subset of the OCI runtime spec (config.json, runtime-spec v1.0-v1.2) crib reads.
 
-Types are `TypedDict`s over the parsed JSON, so a spec is plain data: no copying, nothing
-to import beyond `typing` (crib-runtime start-up is a budget, and dataclasses cost ~10 ms).
+Types are `TypedDict`s over the parsed JSON, for mypy only, so a spec is plain data: no
+copying, and nothing to import at run time (crib-runtime start-up is a budget: dataclasses
+cost ~10 ms, typing ~10 ms, json ~8 ms; the parser is `common.jsonc`, and the error
+classes, which need common.errors, are imported when one is raised).
 `parse_spec` checks every field crib reads against `_SCHEMA` and raises `SpecError` naming
 the field path and the bad value (`linux.namespaces[2].type: unknown namespace type "foo"`);
 fields crib does not read are left alone, as runc does.
@@ -12,23 +14,35 @@ fields crib does not read are left alone, as runc does.
 
 from __future__ import annotations
 
-import json
 import os
-from typing import TYPE_CHECKING, Any, TypedDict, cast
 
-from common.errors import InvalidArgumentError, NotFoundError
+from common import jsonc
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: mypy honours the name
+if TYPE_CHECKING:
+    from typing import Any, TypedDict
+
+    from sandbox.oci.errors import SpecError
 
 OCI_VERSION = "1.0.2"
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
 
-class SpecError(InvalidArgumentError):
-    """config.json is not valid JSON, or a field has the wrong type or value."""
+def __getattr__(name: str) -> type[Exception]:
+    # SpecError and SpecNotFoundError live in sandbox.oci.errors: imported on failure only.
+    if name in ("SpecError", "SpecNotFoundError"):
+        from sandbox.oci import errors
+
+        error: type[Exception] = getattr(errors, name)
+        return error
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class SpecNotFoundError(NotFoundError):
-    """The bundle or its config.json does not exist."""
+def _error(message: str) -> SpecError:
+    from sandbox.oci.errors import SpecError
+
+    return SpecError(message)
 
 
 # The types exist for mypy only: creating ~30 TypedDict classes costs milliseconds at every
@@ -341,7 +355,7 @@ _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean"}
 def _check(value: Any, shape: Any, where: str) -> None:
     if isinstance(shape, dict):
         if not isinstance(value, dict):
-            raise SpecError(f"{where}: must be an object, got {json.dumps(value)[:60]}")
+            raise _error(f"{where}: must be an object, got {jsonc.dumps(value)[:60]}")
         for key, sub in shape.items():
             if key in value and value[key] is not None:
                 _check(value[key], sub, f"{where}.{key}" if where else key)
@@ -353,20 +367,20 @@ def _check(value: Any, shape: Any, where: str) -> None:
         kind, sub = shape
         if kind == "list":
             if not isinstance(value, list):
-                raise SpecError(f"{where}: must be a list, got {json.dumps(value)[:60]}")
+                raise _error(f"{where}: must be a list, got {jsonc.dumps(value)[:60]}")
             for index, item in enumerate(value):
                 _check(item, sub, f"{where}[{index}]")
         else:
             if not isinstance(value, dict):
-                raise SpecError(f"{where}: must be an object, got {json.dumps(value)[:60]}")
+                raise _error(f"{where}: must be an object, got {jsonc.dumps(value)[:60]}")
             for key, item in value.items():
                 _check(item, sub, f"{where}.{key}")
         return
     # bool is a subclass of int in Python; JSON true is never a valid integer here.
     if shape is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise SpecError(f"{where}: must be an integer, got {json.dumps(value)[:60]}")
+        raise _error(f"{where}: must be an integer, got {jsonc.dumps(value)[:60]}")
     if not isinstance(value, shape):
-        raise SpecError(f"{where}: must be {_TYPE_NAMES[shape]}, got {json.dumps(value)[:60]}")
+        raise _error(f"{where}: must be {_TYPE_NAMES[shape]}, got {jsonc.dumps(value)[:60]}")
 
 
 def check_shape(value: Any, shape: Any, where: str) -> None:
@@ -377,11 +391,11 @@ def check_shape(value: Any, shape: Any, where: str) -> None:
 def parse_spec(raw: str | bytes, *, need_process: bool = True) -> Spec:
     """Parse and validate config.json text; raises `SpecError` naming the field at fault."""
     try:
-        value = json.loads(raw)
+        value = jsonc.loads(raw)
     except ValueError as err:
-        raise SpecError(f"config.json: invalid JSON: {err}") from None
+        raise _error(f"config.json: invalid JSON: {err}") from None
     _check(value, _SCHEMA, "")
-    spec = cast("Spec", value)
+    spec: Spec = value
     validate(spec, need_process=need_process)
     return spec
 
@@ -393,9 +407,11 @@ def load_spec(bundle: str) -> Spec:
         with open(path, "rb") as config_file:
             raw = config_file.read()
     except FileNotFoundError:
+        from sandbox.oci.errors import SpecNotFoundError
+
         raise SpecNotFoundError(f"{path}: config.json not found in bundle") from None
     except OSError as err:
-        raise SpecError(f"{path}: {err.strerror}") from None
+        raise _error(f"{path}: {err.strerror}") from None
     return parse_spec(raw)
 
 
@@ -406,60 +422,60 @@ _RUNBINDABLE = ("runbindable",)
 def validate(spec: Spec, *, need_process: bool = True) -> None:
     """Semantic checks beyond field types (the ones runc's validator makes)."""
     if "ociVersion" not in spec:
-        raise SpecError("ociVersion: missing")
+        raise _error("ociVersion: missing")
     root = spec.get("root")
     if not root or not root.get("path"):
-        raise SpecError("root.path: missing")
+        raise _error("root.path: missing")
     process = spec.get("process")
     if need_process:
         if process is None:
-            raise SpecError("process: missing")
+            raise _error("process: missing")
         validate_process(process, "process")
     linux = spec.get("linux", {})
     seen: set[str] = set()
     for index, ns in enumerate(linux.get("namespaces", [])):
         ns_type = ns.get("type", "")
         if ns_type not in NAMESPACE_TYPES:
-            raise SpecError(f'linux.namespaces[{index}].type: unknown namespace type "{ns_type}"')
+            raise _error(f'linux.namespaces[{index}].type: unknown namespace type "{ns_type}"')
         if ns_type in seen:
-            raise SpecError(f'linux.namespaces[{index}].type: duplicate namespace "{ns_type}"')
+            raise _error(f'linux.namespaces[{index}].type: duplicate namespace "{ns_type}"')
         seen.add(ns_type)
         path = ns.get("path")
         if path is not None and not os.path.isabs(path):
-            raise SpecError(f'linux.namespaces[{index}].path: not absolute: "{path}"')
+            raise _error(f'linux.namespaces[{index}].path: not absolute: "{path}"')
     if "mount" not in seen:
         # runc: "unable to apply rootfs without a new mount namespace"; crib builds the
         # root filesystem with mounts that must never reach the host's namespace.
-        raise SpecError("linux.namespaces: a mount namespace is required")
+        raise _error("linux.namespaces: a mount namespace is required")
     if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in seen:
-        raise SpecError("linux.uidMappings: user namespace mappings need a user namespace")
+        raise _error("linux.uidMappings: user namespace mappings need a user namespace")
     new_userns = any(
         ns.get("type") == "user" and not ns.get("path") for ns in linux.get("namespaces", [])
     )
     if new_userns and (not linux.get("uidMappings") or not linux.get("gidMappings")):
-        raise SpecError("linux.uidMappings: a new user namespace needs uid and gid mappings")
+        raise _error("linux.uidMappings: a new user namespace needs uid and gid mappings")
     if linux.get("timeOffsets") and "time" not in seen:
-        raise SpecError("linux.timeOffsets: time offsets need a time namespace")
+        raise _error("linux.timeOffsets: time offsets need a time namespace")
     if (
         ("hostname" in spec or "domainname" in spec)
         and spec.get("hostname", "") + spec.get("domainname", "")
         and "uts" not in seen
     ):
-        raise SpecError("hostname: setting the hostname needs a uts namespace")
+        raise _error("hostname: setting the hostname needs a uts namespace")
     for index, mount in enumerate(spec.get("mounts", [])):
         destination = mount.get("destination")
         if not destination:
-            raise SpecError(f"mounts[{index}].destination: missing")
+            raise _error(f"mounts[{index}].destination: missing")
         if not os.path.isabs(destination):
-            raise SpecError(f'mounts[{index}].destination: not absolute: "{destination}"')
+            raise _error(f'mounts[{index}].destination: not absolute: "{destination}"')
     propagation = linux.get("rootfsPropagation", "")
     if propagation not in _PROPAGATIONS + _RUNBINDABLE:
-        raise SpecError(f'linux.rootfsPropagation: unknown propagation "{propagation}"')
+        raise _error(f'linux.rootfsPropagation: unknown propagation "{propagation}"')
     for key in linux.get("sysctl", {}):
         # A key is a path under /proc/sys: reject anything that could escape it
         # (CVE-2022-0811 was sysctl injection through a CRI runtime).
         if not key or ".." in key or key.startswith("/") or any(c in key for c in "\n\t=+ "):
-            raise SpecError(f'linux.sysctl: invalid key "{key}"')
+            raise _error(f'linux.sysctl: invalid key "{key}"')
 
 
 _RLIMIT_TYPES = (
@@ -485,35 +501,35 @@ _RLIMIT_TYPES = (
 def validate_process(process: Process, where: str) -> None:
     """Checks of a process object (config.json's, or an exec --process file)."""
     if not process.get("args"):
-        raise SpecError(f"{where}.args: must not be empty")
+        raise _error(f"{where}.args: must not be empty")
     cwd = process.get("cwd", "/")
     if not os.path.isabs(cwd):
-        raise SpecError(f'{where}.cwd: not absolute: "{cwd}"')
+        raise _error(f'{where}.cwd: not absolute: "{cwd}"')
     seen: set[str] = set()
     for index, rlimit in enumerate(process.get("rlimits", [])):
         for field in ("type", "hard", "soft"):
             if field not in rlimit:
-                raise SpecError(f"{where}.rlimits[{index}].{field}: missing")
+                raise _error(f"{where}.rlimits[{index}].{field}: missing")
         if rlimit["type"] not in _RLIMIT_TYPES:
-            raise SpecError(f'{where}.rlimits[{index}].type: unknown rlimit "{rlimit["type"]}"')
+            raise _error(f'{where}.rlimits[{index}].type: unknown rlimit "{rlimit["type"]}"')
         if rlimit["type"] in seen:
-            raise SpecError(f'{where}.rlimits[{index}].type: duplicate rlimit "{rlimit["type"]}"')
+            raise _error(f'{where}.rlimits[{index}].type: duplicate rlimit "{rlimit["type"]}"')
         seen.add(rlimit["type"])
         if rlimit["soft"] > rlimit["hard"]:
-            raise SpecError(f"{where}.rlimits[{index}]: soft limit above hard limit")
+            raise _error(f"{where}.rlimits[{index}]: soft limit above hard limit")
     for index, item in enumerate(process.get("env", [])):
         if "=" not in item:
-            raise SpecError(f'{where}.env[{index}]: not KEY=VALUE: "{item}"')
+            raise _error(f'{where}.env[{index}]: not KEY=VALUE: "{item}"')
 
 
 def parse_process(raw: str | bytes, where: str = "process") -> Process:
     """Parse and validate a process JSON object (`exec --process FILE`)."""
     try:
-        value = json.loads(raw)
+        value = jsonc.loads(raw)
     except ValueError as err:
-        raise SpecError(f"{where}: invalid JSON: {err}") from None
+        raise _error(f"{where}: invalid JSON: {err}") from None
     _check(value, PROCESS_SCHEMA, where)
-    process = cast("Process", value)
+    process: Process = value
     validate_process(process, where)
     return process
 
@@ -521,11 +537,12 @@ def parse_process(raw: str | bytes, where: str = "process") -> Process:
 def parse_resources(raw: str | bytes, where: str = "resources") -> Resources:
     """Parse and validate a LinuxResources JSON object (`update --resources`)."""
     try:
-        value = json.loads(raw) if raw.strip() else {}
+        value: Any = jsonc.loads(raw) if raw.strip() else {}
     except ValueError as err:
-        raise SpecError(f"{where}: invalid JSON: {err}") from None
+        raise _error(f"{where}: invalid JSON: {err}") from None
     _check(value, RESOURCES_SCHEMA, where)
-    return cast("Resources", value)
+    resources: Resources = value
+    return resources
 
 
 def namespace_paths(spec: Spec) -> dict[str, str | None]:

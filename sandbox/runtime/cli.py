@@ -334,7 +334,7 @@ def _dispatch(options: Options, logger: Logger) -> int:
 
 
 def _exec(root: str, options: Options) -> int:
-    from common.errors import InvalidArgumentError
+    # Every ExecSync probe runs this: the record is read once, nothing else imported.
     from sandbox.runtime import container
     from sandbox.runtime import exec as exec_command
 
@@ -343,6 +343,8 @@ def _exec(root: str, options: Options) -> int:
     try:
         gids = [int(g) for g in options.many("additional_gids")]
     except ValueError:
+        from common.errors import InvalidArgumentError
+
         raise InvalidArgumentError("--additional-gids: not a number") from None
     process = exec_command.build_process(
         record,
@@ -359,8 +361,7 @@ def _exec(root: str, options: Options) -> int:
     if options.flag("tty") and options.text("process"):
         process["terminal"] = True
     return exec_command.run_exec(
-        root,
-        container_id,
+        record,
         process,
         pid_file=options.text("pid_file"),
         detach=options.flag("detach"),

@@ -41,15 +41,6 @@ def now_rfc3339() -> str:
     )
 
 
-def write_pid_file(path: str, pid: int) -> None:
-    """Write the pid atomically (conmon may read it the moment create exits)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(tmp, "w") as pid_file:
-        pid_file.write(str(pid))
-    os.replace(tmp, path)
-
-
 def resolve_rootfs(bundle: str, spec: Any) -> str:
     """The absolute rootfs path; it must be an existing directory."""
     path = spec["root"]["path"]
@@ -264,7 +255,7 @@ def _create(
     }
     container.save(root, record)
     if pid_file:
-        write_pid_file(pid_file, init_pid)
+        container.write_pid_file(pid_file, init_pid)
     os.close(fifo_fd)
     parent_sock.close()
     undo.clear()

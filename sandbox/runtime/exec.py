@@ -19,35 +19,56 @@ with the fd attached) and P0 copies between its stdio and the pty until E2 exits
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from typing import TYPE_CHECKING, Any
 
-from common.errors import InvalidArgumentError
+from common import jsonc
 from sandbox.linux import namespaces
-from sandbox.oci import state as oci
 from sandbox.oci.spec import parse_process, validate_process
 from sandbox.runtime import container, sync
 from sandbox.runtime import process as proc
-from sandbox.runtime.commands import manager_of
-from sandbox.runtime.init import run_steps
 
+# exec runs for every ExecSync probe: it imports neither typing (~10 ms) nor `signal`
+# (its enums, ~5 ms) nor the error classes (common.errors, ~15 ms) until it fails.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal as _signal  # the same names, typed; _signal has no stubs
+    from typing import Any
+
     from sandbox.oci.spec import Process
+    from sandbox.runtime.errors import ExecError
+else:
+    import _signal
 
 _FORWARDED = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGWINCH,
+    _signal.SIGTERM,
+    _signal.SIGINT,
+    _signal.SIGHUP,
+    _signal.SIGQUIT,
+    _signal.SIGUSR1,
+    _signal.SIGUSR2,
+    _signal.SIGWINCH,
 )
 
 
-class ExecError(InvalidArgumentError):
-    """exec could not start the process; `str()` names the step, errno and path."""
+def __getattr__(name: str) -> type[Exception]:
+    # ExecError lives in errors.py (see there why); looked up only on failure.
+    if name == "ExecError":
+        from sandbox.runtime.errors import ExecError
+
+        return ExecError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _exec_error(message: str) -> ExecError:
+    from sandbox.runtime.errors import ExecError
+
+    return ExecError(message)
+
+
+def _invalid(message: str) -> Exception:
+    from common.errors import InvalidArgumentError
+
+    return InvalidArgumentError(message)
 
 
 def build_process(
@@ -69,10 +90,10 @@ def build_process(
             with open(process_file, "rb") as process_json:
                 raw = process_json.read()
         except OSError as err:
-            raise InvalidArgumentError(f"--process {process_file}: {err.strerror}") from None
+            raise _invalid(f"--process {process_file}: {err.strerror}") from None
         return parse_process(raw, "process")
     if not args:
-        raise InvalidArgumentError("exec: a command is required (args or --process)")
+        raise _invalid("exec: a command is required (args or --process)")
     base: Any = dict(record["config"].get("process", {}))
     base["args"] = list(args)
     base["terminal"] = tty
@@ -86,7 +107,7 @@ def build_process(
         try:
             base["user"] = dict(base.get("user", {}), uid=int(uid_text), gid=int(gid_text or 0))
         except ValueError:
-            raise InvalidArgumentError(f'--user: "{user}" is not UID[:GID]') from None
+            raise _invalid(f'--user: "{user}" is not UID[:GID]') from None
     if additional_gids:
         base["user"] = dict(base.get("user", {}), additionalGids=additional_gids)
     if cap_add:
@@ -105,8 +126,7 @@ def build_process(
 
 
 def run_exec(
-    root: str,
-    container_id: str,
+    record: container.Record,
     process: Process,
     *,
     pid_file: str | None,
@@ -114,10 +134,10 @@ def run_exec(
     console_socket: str | None,
 ) -> int:
     """Start `process` in the container; returns the exit code to exit with."""
-    record = container.load(root, container_id)
-    current = container.status(root, record)
-    if current == oci.STOPPED:
-        raise container.ContainerStateError("cannot exec in a stopped container")
+    if not container.init_alive(record):
+        from sandbox.runtime.errors import ContainerStateError
+
+        raise ContainerStateError("cannot exec in a stopped container")
     config = record["config"]
     seccomp_filter = None
     if config.get("linux", {}).get("seccomp"):
@@ -136,18 +156,21 @@ def run_exec(
     paths = {t: p for t, p in paths.items() if not _same_ns(p, namespaces.PROC_NAMES[t])}
     opened = namespaces.open_paths(paths)
     root_fd = os.open(f"/proc/{init_pid}/root", os.O_PATH | os.O_CLOEXEC)
-    if container.process_start_time(init_pid) != record["init_start_time"]:
-        raise container.ContainerStateError("container not running")
-    manager = manager_of(record)
+    if not container.init_alive(record):
+        from sandbox.runtime.errors import ContainerStateError
+
+        raise ContainerStateError("container not running")
+    # The directories create recorded: one cgroup.procs write per hierarchy, nothing read.
+    cgroup_procs = [os.path.join(d, "cgroup.procs") for d in record["cgroup_dirs"].values()]
 
     console_fd = None
     if process.get("terminal") and console_socket:
         try:
             console_fd = sync.connect_unix(console_socket)
         except OSError as err:
-            raise ExecError(f"--console-socket {console_socket}: {err.strerror}") from None
+            raise _exec_error(f"--console-socket {console_socket}: {err.strerror}") from None
     elif process.get("terminal") and detach:
-        raise ExecError("--tty with --detach needs --console-socket")
+        raise _exec_error("--tty with --detach needs --console-socket")
 
     from sandbox.linux import syscalls
 
@@ -161,7 +184,7 @@ def run_exec(
                 child_sock,
                 opened,
                 root_fd,
-                manager.add_process,
+                cgroup_procs,
                 process,
                 seccomp_filter,
                 console_fd,
@@ -189,7 +212,7 @@ def run_exec(
                 error = sync.SyncError(
                     message["step"], message["errno"], message["path"], message["message"]
                 )
-                raise ExecError(error.line())
+                raise _exec_error(error.line())
             if kind == "pid":
                 exec_pid = int(message["pid"])
                 os.waitpid(joiner, 0)
@@ -200,7 +223,7 @@ def run_exec(
         for pid in (exec_pid, joiner):
             if pid:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, _signal.SIGKILL)
                     os.waitpid(pid, 0)
                 except (ProcessLookupError, ChildProcessError):
                     pass
@@ -209,16 +232,27 @@ def run_exec(
         parent_sock.close()
     if joiner:
         os.waitpid(joiner, 0)
-        raise ExecError("exec: the joining process exited before starting the process")
+        raise _exec_error("exec: the joining process exited before starting the process")
     if not exec_pid:
-        raise ExecError("exec: no process was started")
+        raise _exec_error("exec: no process was started")
     if pid_file:
-        from sandbox.runtime.create import write_pid_file
-
-        write_pid_file(pid_file, exec_pid)
+        container.write_pid_file(pid_file, exec_pid)
     if detach:
         return 0
     return _wait_foreground(exec_pid, relay_fd)
+
+
+def join_cgroup(cgroup_procs: list[str], pid: int) -> None:
+    """Write `pid` into each hierarchy's cgroup.procs (cgroups(7)); names the file on error."""
+    value = str(pid).encode()
+    for path in cgroup_procs:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value)
+        except OSError as err:
+            raise OSError(err.errno, f"write {pid} to cgroup.procs: {err.strerror}", path) from None
+        finally:
+            os.close(fd)
 
 
 def _same_ns(path: str, proc_name: str) -> bool:
@@ -229,12 +263,10 @@ def _same_ns(path: str, proc_name: str) -> bool:
 
 
 def _receive_with_fds(sock: sync.Socket) -> tuple[dict[str, Any] | None, list[int]]:
-    import json
-
     data, fds = sync.recv_fds(sock, 65536, 1)
     if not data:
         return None, []
-    message: dict[str, Any] = json.loads(data)
+    message: dict[str, Any] = jsonc.loads(data)
     return message, list(fds)
 
 
@@ -242,7 +274,7 @@ def _joiner(
     sock: sync.Socket,
     opened: list[tuple[str, int, str]],
     root_fd: int,
-    join_cgroup: Any,
+    cgroup_procs: list[str],
     process: Process,
     seccomp_filter: Any,
     console_fd: int | None,
@@ -255,10 +287,10 @@ def _joiner(
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
 
-    run_steps(
+    proc.run_steps(
         sock,
         [
-            ("join cgroup", lambda: join_cgroup(os.getpid())),
+            ("join cgroup", lambda: join_cgroup(cgroup_procs, os.getpid())),
             ("setns", lambda: namespaces.join(opened)),
             ("become namespace root", become_root),
         ],
@@ -309,7 +341,7 @@ def _exec_process(
     steps.append(
         ("execve", lambda: proc.execve(resolved["path"], process["args"], resolved["env"]))
     )
-    run_steps(sock, steps)
+    proc.run_steps(sock, steps)
 
 
 def _setsid() -> None:
@@ -348,7 +380,7 @@ def _wait_foreground(pid: int, relay_fd: int | None) -> int:
             pass
 
     for signum in _FORWARDED:
-        signal.signal(signum, forward)
+        _signal.signal(signum, forward)
     if relay_fd is not None:
         _relay(relay_fd, pid)
     while True:

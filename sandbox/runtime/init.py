@@ -29,16 +29,7 @@ from typing import Any
 from sandbox.linux import mounts, namespaces, syscalls
 from sandbox.runtime import process as proc
 from sandbox.runtime import sync
-
-
-def run_steps(sock: sync.Socket, steps: list[proc.Step]) -> None:
-    """Run each step; on failure report it and exit the process."""
-    for name, function in steps:
-        try:
-            function()
-        except BaseException as err:  # noqa: BLE001 - a forked child reports anything, then exits
-            sync.send_error(sock, name, err)
-            os._exit(1)
+from sandbox.runtime.process import run_steps
 
 
 def intermediate(

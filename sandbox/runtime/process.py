@@ -14,16 +14,34 @@ happens before the capabilities are dropped (runc does the same).
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Callable
-from typing import Any
 
 from sandbox.linux import capabilities, rlimits, syscalls
+from sandbox.runtime import sync
+
+# Not `typing.TYPE_CHECKING` (typing costs ~10 ms at every crib-runtime start), and
+# `_signal` rather than `signal` (whose Signals enum costs ~5 ms): exec pays for both.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal  # the same names, typed; _signal has no stubs
+    from collections.abc import Callable
+    from typing import Any
+
+    # Each step is (name, function); `run_steps` reports the failing step's name.
+    Step = tuple[str, Callable[[], None]]
+else:
+    import _signal
 
 DEFAULT_UMASK = 0o022
 
-# Each step is (name, function); `run_steps` reports the failing step's name.
-Step = tuple[str, Callable[[], None]]
+
+def run_steps(sock: sync.Socket, steps: list[Step]) -> None:
+    """Run each step; on failure report it over the sync socket and exit the process."""
+    for name, function in steps:
+        try:
+            function()
+        except BaseException as err:  # noqa: BLE001 - a forked child reports anything, then exits
+            sync.send_error(sock, name, err)
+            os._exit(1)
 
 
 def lookup_path(executable: str, env: list[str], cwd: str) -> str:
@@ -171,9 +189,9 @@ def prepare_exec_fds() -> None:
                 os.set_inheritable(fd, False)
             except OSError:
                 pass
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for signum in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM):
+        _signal.signal(signum, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
 def execve(path: str, args: list[str], env: list[str]) -> None:

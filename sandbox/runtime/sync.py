@@ -50,14 +50,21 @@ No wait may outlive the side it waits for, whatever fails where:
 from __future__ import annotations
 
 import _socket
-import array
-import json
+import _struct
 import os
-from typing import Any
 
-# The C module, not `socket`: the Python wrapper builds enums and imports selectors at
-# start-up (~6 ms here), and crib-runtime's start-up is paid on every container start.
+from common import jsonc
+
+# Not `typing.TYPE_CHECKING`: typing costs ~10 ms at every crib-runtime start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# The C modules, not `socket` and `array`: the socket wrapper builds enums and imports
+# selectors at start-up (~6 ms here), `array` registers itself with collections.abc
+# (~3 ms), and crib-runtime's start-up is paid on every container start and exec.
 Socket = _socket.socket
+_INT_SIZE = _struct.calcsize("i")
 
 # Big enough for any message (error messages are one line).
 _MAX_PACKET = 65536
@@ -116,19 +123,18 @@ def connect_unix(path: str) -> int:
 
 def send_fds(sock: Socket, data: bytes, fds: list[int]) -> None:
     """sendmsg(2) with SCM_RIGHTS (unix(7)): `data` plus the file descriptors."""
-    rights = array.array("i", fds).tobytes()
+    rights = _struct.pack(f"{len(fds)}i", *fds)
     sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
 
 
 def recv_fds(sock: Socket, size: int, max_fds: int) -> tuple[bytes, list[int]]:
     """recvmsg(2) of one message and the file descriptors passed with it."""
-    item_size = array.array("i").itemsize
-    data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_SPACE(max_fds * item_size))
+    data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_SPACE(max_fds * _INT_SIZE))
     fds: list[int] = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            usable = len(payload) - len(payload) % item_size
-            fds.extend(array.array("i", payload[:usable]))
+            count = len(payload) // _INT_SIZE
+            fds.extend(_struct.unpack(f"{count}i", payload[: count * _INT_SIZE]))
     return data, fds
 
 
@@ -143,7 +149,7 @@ def send_fd_over(fd_of_socket: int, data: bytes, fd: int) -> None:
 
 def send(sock: Socket, message: dict[str, Any]) -> None:
     """Send one message."""
-    sock.send(json.dumps(message).encode())
+    sock.send(jsonc.dumps(message).encode())
 
 
 def send_error(sock: Socket, step: str, err: BaseException) -> None:
@@ -173,7 +179,7 @@ def receive(sock: Socket) -> dict[str, Any] | None:
         return None
     if not data:
         return None
-    message: dict[str, Any] = json.loads(data)
+    message: dict[str, Any] = jsonc.loads(data)
     return message
 
 
@@ -189,7 +195,7 @@ def queued_error(sock: Socket) -> SyncError | None:
         return None
     if not data:
         return None
-    message: dict[str, Any] = json.loads(data)
+    message: dict[str, Any] = jsonc.loads(data)
     if message.get("type") != "error":
         return None
     return SyncError(message["step"], message["errno"], message["path"], message["message"])

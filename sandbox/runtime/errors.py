@@ -1,0 +1,38 @@
+"""crib-runtime's error classes, kept apart from the code that raises them.
+
+They subclass `common.errors`, whose import (enum, typing: ~15 ms here) every command
+would otherwise pay at start-up; a command pays it only when it fails. Raise sites
+import this module there and then; `container` and `exec` re-export the classes
+lazily (PEP 562) so callers keep writing `container.ContainerNotFoundError`.
+
+    DomainError
+     ├── ContainerNotFoundError (NOT_FOUND)            no container with that id under --root
+     ├── ContainerExistsError   (ALREADY_EXISTS)       `create` of an id that is taken
+     ├── ContainerStateError    (FAILED_PRECONDITION)  the command does not fit the status
+     └── ExecError              (INVALID_ARGUMENT)     exec could not start the process
+"""
+
+from __future__ import annotations
+
+from common.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+
+
+class ContainerNotFoundError(NotFoundError):
+    """No container with that id under --root."""
+
+
+class ContainerExistsError(AlreadyExistsError):
+    """`create` of an id that is taken."""
+
+
+class ContainerStateError(FailedPreconditionError):
+    """The command does not fit the container's status."""
+
+
+class ExecError(InvalidArgumentError):
+    """exec could not start the process; `str()` names the step, errno and path."""
