@@ -67,8 +67,12 @@ def _not_serializable(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def dumps(value: object, separators: tuple[str, str] = (", ", ": ")) -> str:
-    """Serialize like `json.dumps(value, separators=separators)` (ASCII, no indent)."""
+def dumps(
+    value: object, separators: tuple[str, str] | None = None, indent: int | None = None
+) -> str:
+    """Serialize like `json.dumps(value, separators=..., indent=...)` (ASCII, keys unsorted)."""
+    if separators is None:
+        separators = (",", ": ") if indent is not None else (", ", ": ")
     item_separator, key_separator = separators
     encode = _json.make_encoder(
         {},  # check for circular references, as json.dumps does by default
@@ -81,4 +85,52 @@ def dumps(value: object, separators: tuple[str, str] = (", ", ": ")) -> str:
         False,  # skipkeys
         True,  # allow_nan
     )
+    if indent is None:
+        return "".join(encode(value, 0))
+    # _json's encoder cannot indent (json falls back to Python code for that): lay out the
+    # containers here and leave every scalar to the C encoder.
+    return _indented(value, encode, key_separator, item_separator, " " * indent, "\n", [])
+
+
+def _indented(
+    value: object,
+    encode: Any,
+    key_sep: str,
+    item_sep: str,
+    unit: str,
+    newline: str,
+    seen: list[int],
+) -> str:
+    if isinstance(value, dict | list | tuple) and value:
+        if id(value) in seen:
+            raise ValueError("Circular reference detected")
+        seen.append(id(value))
+        inner = newline + unit
+        if isinstance(value, dict):
+            parts = [
+                "".join(encode(_key(key), 0))
+                + key_sep
+                + _indented(item, encode, key_sep, item_sep, unit, inner, seen)
+                for key, item in value.items()
+            ]
+            opening, closing = "{", "}"
+        else:
+            parts = [
+                _indented(item, encode, key_sep, item_sep, unit, inner, seen) for item in value
+            ]
+            opening, closing = "[", "]"
+        seen.pop()
+        return opening + inner + (item_sep + inner).join(parts) + newline + closing
     return "".join(encode(value, 0))
+
+
+def _key(key: object) -> str:
+    # json's rules for keys that are not strings.
+    if isinstance(key, str):
+        return key
+    if key is True or key is False or key is None:
+        return {True: "true", False: "false", None: "null"}[key]
+    if isinstance(key, int | float):
+        scalar = _json.make_encoder({}, _not_serializable, str, None, "", "", False, False, True)
+        return "".join(scalar(key, 0))
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")

@@ -198,9 +198,9 @@ class Logger:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
         stamp += f".{int(now % 1 * 1e9):09d}Z"
         if self.json:
-            import json
+            from common import jsonc
 
-            line = json.dumps({"level": level, "msg": message, "time": stamp})
+            line = jsonc.dumps({"level": level, "msg": message, "time": stamp})
         else:
             escaped = message.replace("\\", "\\\\").replace('"', '\\"')
             line = f'time="{stamp}" level={level} msg="{escaped}"'
@@ -305,13 +305,12 @@ def _dispatch(options: Options, logger: Logger) -> int:
         return 0
     if command == "exec":
         return _exec(root, options)
-    import json
-
+    from common import jsonc
     from sandbox.runtime import commands
 
     container_id = options.positional[0] if options.positional else ""
     if command == "state":
-        sys.stdout.write(json.dumps(commands.state(root, container_id), indent=2) + "\n")
+        sys.stdout.write(jsonc.dumps(commands.state(root, container_id), indent=2) + "\n")
     elif command == "kill":
         signal_text = options.positional[1] if len(options.positional) > 1 else "SIGTERM"
         commands.kill(root, container_id, signal_text, options.flag("all"))
@@ -329,7 +328,7 @@ def _dispatch(options: Options, logger: Logger) -> int:
         out = commands.ps(root, container_id, output_format, options.positional[1:])
         sys.stdout.write(out + "\n")
     elif command == "features":
-        sys.stdout.write(json.dumps(commands.features(), indent=2) + "\n")
+        sys.stdout.write(jsonc.dumps(commands.features(), indent=2) + "\n")
     return 0
 
 

@@ -3,40 +3,59 @@ on an existing container through its state.json (see container.py for the status
 
 from __future__ import annotations
 
-import json
 import os
 import select
-import signal
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from common.errors import InvalidArgumentError
+from common import jsonc
 from sandbox.oci import state as oci
 from sandbox.runtime import container
 
+# conmon and crib run `state`, `kill` and `delete` for every container; like exec they
+# import neither typing, json, `signal` (its enums) nor the error classes until they fail.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal as _signal  # the same names, typed; _signal has no stubs
+    from collections.abc import Callable
+    from typing import Any
+
     from sandbox.linux.cgroups.types import CgroupManager
+    from sandbox.runtime.errors import SignalError
+else:
+    import _signal
 
 
-class SignalError(InvalidArgumentError):
-    """`kill` got a signal name or number that does not exist."""
+def __getattr__(name: str) -> type[Exception]:
+    # SignalError lives in errors.py (see there why); looked up only on failure.
+    if name == "SignalError":
+        from sandbox.runtime.errors import SignalError
+
+        return SignalError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _signal_error(text: str) -> SignalError:
+    from sandbox.runtime.errors import SignalError
+
+    return SignalError(f"invalid signal: {text}")
 
 
 def parse_signal(text: str) -> int:
     """`KILL`, `SIGKILL`, `kill` or `9` -> 9 (runc accepts all four)."""
     if text.isdigit():
         number = int(text)
-        if 0 < number < signal.NSIG:
+        if 0 < number < _signal.NSIG:
             return number
-        raise SignalError(f"invalid signal: {text}")
+        raise _signal_error(text)
     name = text.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise SignalError(f"invalid signal: {text}") from None
+    # The names signal.Signals has (aliases such as SIGIOT and SIGRTMIN included), read
+    # from _signal: SIG_DFL, SIG_IGN and SIG_BLOCK are handlers and how-values, not signals.
+    found: object = getattr(_signal, name, None) if not name.startswith("SIG_") else None
+    if not isinstance(found, int):
+        raise _signal_error(text)
+    return found
 
 
 def manager_of(record: container.Record) -> CgroupManager:
@@ -77,7 +96,9 @@ def kill(root: str, container_id: str, signal_text: str, all_processes: bool) ->
     try:
         os.kill(record["init_pid"], signum)
     except ProcessLookupError:
-        raise container.ContainerStateError("container not running") from None
+        from sandbox.runtime.errors import ContainerStateError
+
+        raise ContainerStateError("container not running") from None
 
 
 def wait_gone(pid: int, start_time: int, timeout_s: float) -> bool:
@@ -112,18 +133,20 @@ def delete(root: str, container_id: str, force: bool) -> None:
     manager = manager_of(record)
     if current != oci.STOPPED:
         try:
-            os.kill(record["init_pid"], signal.SIGKILL)
+            os.kill(record["init_pid"], _signal.SIGKILL)
         except ProcessLookupError:
             pass
         if not wait_gone(record["init_pid"], record["init_start_time"], 10.0):
-            raise container.ContainerStateError(
+            from sandbox.runtime.errors import ContainerStateError
+
+            raise ContainerStateError(
                 f"container {container_id}: init {record['init_pid']} did not exit after SIGKILL"
             )
     # Processes left in the cgroup (a container sharing the host pid namespace, or execs
     # whose init died) die with it, as runc's destroy does.
     for pid in manager.pids():
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             pass
     if manager.exists():
@@ -150,6 +173,8 @@ def update(root: str, container_id: str, resources_file: str, warn: Callable[[st
             with open(resources_file, "rb") as resources_json:
                 raw = resources_json.read()
         except OSError as err:
+            from common.errors import InvalidArgumentError
+
             raise InvalidArgumentError(f"--resources {resources_file}: {err.strerror}") from None
     resources = parse_resources(raw, "resources")
     manager = manager_of(record)
@@ -167,7 +192,7 @@ def ps(root: str, container_id: str, output_format: str, ps_args: list[str]) -> 
     record = container.load(root, container_id)
     pids = manager_of(record).pids()
     if output_format == "json":
-        return json.dumps(pids)
+        return jsonc.dumps(pids)
     import subprocess
 
     result = subprocess.run(

@@ -2,14 +2,15 @@
 
 They subclass `common.errors`, whose import (enum, typing: ~15 ms here) every command
 would otherwise pay at start-up; a command pays it only when it fails. Raise sites
-import this module there and then; `container` and `exec` re-export the classes
-lazily (PEP 562) so callers keep writing `container.ContainerNotFoundError`.
+import this module there and then; `container`, `exec` and `commands` re-export the
+classes lazily (PEP 562) so callers keep writing `container.ContainerNotFoundError`.
 
     DomainError
      ├── ContainerNotFoundError (NOT_FOUND)            no container with that id under --root
      ├── ContainerExistsError   (ALREADY_EXISTS)       `create` of an id that is taken
      ├── ContainerStateError    (FAILED_PRECONDITION)  the command does not fit the status
-     └── ExecError              (INVALID_ARGUMENT)     exec could not start the process
+     ├── ExecError              (INVALID_ARGUMENT)     exec could not start the process
+     └── SignalError            (INVALID_ARGUMENT)     `kill` got a signal that does not exist
 """
 
 from __future__ import annotations
@@ -36,3 +37,7 @@ class ContainerStateError(FailedPreconditionError):
 
 class ExecError(InvalidArgumentError):
     """exec could not start the process; `str()` names the step, errno and path."""
+
+
+class SignalError(InvalidArgumentError):
+    """`kill` got a signal name or number that does not exist."""

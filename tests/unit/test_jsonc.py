@@ -98,3 +98,16 @@ def test_malformed_without_json_imported_is_still_a_value_error() -> None:
     ).stdout
     expected = "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
     assert out == f"JSONDecodeError {expected}\n"
+
+
+@pytest.mark.parametrize("document", [*DOCUMENTS, {1: "int key", 2.5: "float", None: 0}])
+@pytest.mark.parametrize("indent", [0, 2, 4])
+def test_dumps_indented_matches_json(document: Any, indent: int) -> None:
+    assert jsonc.dumps(document, indent=indent) == json.dumps(document, indent=indent)
+
+
+def test_dumps_indented_refuses_circular() -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(ValueError, match="Circular reference"):
+        jsonc.dumps(loop, indent=2)

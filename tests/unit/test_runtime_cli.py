@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -145,3 +146,33 @@ def test_runtime_imports_no_heavy_modules() -> None:
     loaded = set(proc.stdout.split())
     for heavy in ("subprocess", "dataclasses", "socket", "asyncio", "inspect", "grpc", "yaml"):
         assert heavy not in loaded, f"crib-runtime imports {heavy}"
+
+
+def test_parse_signal_knows_every_name_signal_knows() -> None:
+    # parse_signal reads _signal to avoid the enum; it must agree with signal.Signals.
+    for name, member in signal.Signals.__members__.items():
+        assert commands.parse_signal(name) == int(member)
+        assert commands.parse_signal(name.removeprefix("SIG").lower()) == int(member)
+
+
+@pytest.mark.parametrize("text", ["SIG_DFL", "SIG_IGN", "_DFL", "SIG_BLOCK", "NSIG", "SIGNOPE"])
+def test_parse_signal_refuses_what_is_not_a_signal(text: str) -> None:
+    with pytest.raises(commands.SignalError, match=f"invalid signal: {text}"):
+        commands.parse_signal(text)
+
+
+def test_hot_commands_import_nothing_slow() -> None:
+    # start, state, kill, delete and exec run for every container and every ExecSync
+    # probe: typing, json, re, enum and signal (its enums) would cost ~25 ms each time.
+    hot = ["cli", "commands", "exec", "container", "start"]
+    script = (
+        "import sys\n"
+        f"for name in {hot!r}: __import__('sandbox.runtime.' + name)\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    loaded = set(proc.stdout.split())
+    slow = {"typing", "json", "re", "enum", "signal", "common.errors"} & loaded
+    assert not slow, f"the hot crib-runtime commands import {sorted(slow)}"
