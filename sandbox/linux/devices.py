@@ -7,19 +7,24 @@ runc adds (fd, stdin, stdout, stderr, and core -> /proc/kcore).
 
 from __future__ import annotations
 
-from typing import TypedDict
+# The cgroup managers import this module, and crib-runtime's `delete` imports them at every
+# container stop: typing (~10 ms) is for mypy only. At run time a DeviceNode is a dict.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypedDict
 
+    class DeviceNode(TypedDict):
+        """A node to create under the container's /dev (OCI `linux.devices[]`, all set)."""
 
-class DeviceNode(TypedDict):
-    """A node to create under the container's /dev (OCI `linux.devices[]`, all fields set)."""
-
-    path: str
-    type: str  # "c", "b", "u" (unbuffered char, same as "c") or "p" (fifo)
-    major: int
-    minor: int
-    file_mode: int
-    uid: int
-    gid: int
+        path: str
+        type: str  # "c", "b", "u" (unbuffered char, same as "c") or "p" (fifo)
+        major: int
+        minor: int
+        file_mode: int
+        uid: int
+        gid: int
+else:
+    DeviceNode = dict
 
 
 def _char(path: str, major: int, minor: int) -> DeviceNode:

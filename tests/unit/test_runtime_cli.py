@@ -164,11 +164,11 @@ def test_parse_signal_refuses_what_is_not_a_signal(text: str) -> None:
 def test_hot_commands_import_nothing_slow() -> None:
     # start, state, kill, delete and exec run for every container and every ExecSync
     # probe: typing, json, re, enum and signal (its enums) would cost ~25 ms each time.
-    hot = ["cli", "commands", "exec", "container", "start"]
+    hot = [f"sandbox.runtime.{name}" for name in ("cli", "commands", "exec", "container", "start")]
+    # delete and update open the container's cgroup manager.
+    hot += ["sandbox.linux.cgroups.manager", "sandbox.linux.cgroups.v1", "sandbox.linux.cgroups.v2"]
     script = (
-        "import sys\n"
-        f"for name in {hot!r}: __import__('sandbox.runtime.' + name)\n"
-        "print(' '.join(sorted(sys.modules)))\n"
+        f"import sys\nfor name in {hot!r}: __import__(name)\nprint(' '.join(sorted(sys.modules)))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO

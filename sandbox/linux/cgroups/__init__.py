@@ -10,17 +10,18 @@ See manager.py for the path rules, v1.py and v2.py for the files each writes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from sandbox.linux.cgroups.manager import (
     CGROUP_ROOT,
-    CgroupError,
-    CgroupValueError,
     is_unified,
     open_manager,
 )
 
+# Not typing.TYPE_CHECKING: see manager.py (crib-runtime imports this package).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from sandbox.linux.cgroups.errors import CgroupError, CgroupValueError
     from sandbox.linux.cgroups.types import CgroupManager, CgroupStats
 
 __all__ = [
@@ -40,4 +41,8 @@ def __getattr__(name: str) -> Any:
         from sandbox.linux.cgroups import types
 
         return getattr(types, name)
+    if name in ("CgroupError", "CgroupValueError"):
+        from sandbox.linux.cgroups import errors
+
+        return getattr(errors, name)
     raise AttributeError(name)

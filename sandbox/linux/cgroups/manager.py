@@ -16,22 +16,32 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
 
-from common.errors import FailedPreconditionError, InvalidArgumentError
-
+# crib-runtime's `delete` (run at every container stop) and `update` use this module:
+# typing and the error classes' common.errors cost it ~15 ms, so neither is imported until
+# needed (the name TYPE_CHECKING is what mypy honours, not where it comes from).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from sandbox.linux.cgroups.errors import CgroupError, CgroupValueError
     from sandbox.linux.cgroups.types import CgroupManager, CgroupStats, PsiData
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-class CgroupError(FailedPreconditionError):
-    """A cgroup file could not be written or read (names the file and the value)."""
+def cgroup_error(message: str) -> CgroupError:
+    """A CgroupError (FAILED_PRECONDITION) to raise; its class is imported on first use."""
+    from sandbox.linux.cgroups.errors import CgroupError
+
+    return CgroupError(message)
 
 
-class CgroupValueError(InvalidArgumentError):
-    """A resource value the kernel interface cannot express (names the field)."""
+def cgroup_value_error(message: str) -> CgroupValueError:
+    """A CgroupValueError (INVALID_ARGUMENT) to raise; its class is imported on first use."""
+    from sandbox.linux.cgroups.errors import CgroupValueError
+
+    return CgroupValueError(message)
 
 
 def empty_stats() -> CgroupStats:
@@ -74,11 +84,11 @@ def write_file(path: str, value: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_TRUNC)
     except OSError as err:
-        raise CgroupError(f"open {path}: {err.strerror}") from None
+        raise cgroup_error(f"open {path}: {err.strerror}") from None
     try:
         os.write(fd, value.encode())
     except OSError as err:
-        raise CgroupError(f"write {value!r} to {path}: {err.strerror}") from None
+        raise cgroup_error(f"write {value!r} to {path}: {err.strerror}") from None
     finally:
         os.close(fd)
 
@@ -180,7 +190,7 @@ def rmdir_retry(path: str, timeout_s: float) -> None:
             return
         except OSError as err:
             if err.errno != 16 or time.monotonic() > deadline:  # EBUSY
-                raise CgroupError(f"rmdir {path}: {err.strerror}") from None
+                raise cgroup_error(f"rmdir {path}: {err.strerror}") from None
         time.sleep(delay_s)
         delay_s = min(delay_s * 2, 0.05)
 
@@ -203,7 +213,7 @@ def inner_path(cgroups_path: str, container_id: str, own: str) -> str:
     if not cgroups_path:
         cgroups_path = container_id
     if ":" in cgroups_path:
-        raise CgroupValueError(
+        raise cgroup_value_error(
             f'linux.cgroupsPath: "{cgroups_path}" is a systemd slice path; '
             "the systemd cgroup driver is not supported, use cgroupfs"
         )
@@ -212,7 +222,7 @@ def inner_path(cgroups_path: str, container_id: str, own: str) -> str:
     else:
         joined = os.path.normpath(os.path.join(own or "/", cgroups_path))
     if joined == "/" or joined.startswith("/..") or "/../" in joined + "/":
-        raise CgroupValueError(
+        raise cgroup_value_error(
             f'linux.cgroupsPath: "{cgroups_path}" is not a cgroup below the root'
         )
     return joined
@@ -262,4 +272,8 @@ def __getattr__(name: str) -> Any:
         from sandbox.linux.cgroups import types
 
         return getattr(types, name)
+    if name in ("CgroupError", "CgroupValueError"):
+        from sandbox.linux.cgroups import errors
+
+        return getattr(errors, name)
     raise AttributeError(name)

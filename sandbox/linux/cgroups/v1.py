@@ -9,10 +9,9 @@ follow the kernel's Documentation/admin-guide/cgroup-v1/*.rst.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from sandbox.linux.cgroups.manager import (
-    CgroupError,
+    cgroup_error,
     device_numbers,
     empty_stats,
     inner_path,
@@ -25,7 +24,11 @@ from sandbox.linux.cgroups.manager import (
 )
 from sandbox.linux.devices import DEFAULT_ALLOW_RULES, cgroup_rule
 
+# See manager.py: crib-runtime does not pay for typing at run time.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from sandbox.linux.cgroups.types import CgroupStats, HugetlbStats, IoDeviceStats
 
 _SKIP = ("unified",)
@@ -93,7 +96,7 @@ class CgroupV1Manager:
             try:
                 os.makedirs(path, 0o755, exist_ok=True)
             except OSError as err:
-                raise CgroupError(f"mkdir {path}: {err.strerror}") from None
+                raise cgroup_error(f"mkdir {path}: {err.strerror}") from None
 
     def _create_cpuset(self, hierarchy_root: str, path: str) -> None:
         # A new v1 cpuset starts with empty cpus/mems and refuses tasks (ENOSPC) until both
@@ -113,7 +116,7 @@ class CgroupV1Manager:
             except FileExistsError:
                 pass
             except OSError as err:
-                raise CgroupError(f"mkdir {directory}: {err.strerror}") from None
+                raise cgroup_error(f"mkdir {directory}: {err.strerror}") from None
             parent = os.path.dirname(directory)
             for name in ("cpuset.cpus", "cpuset.mems"):
                 own = os.path.join(directory, name)
@@ -141,13 +144,13 @@ class CgroupV1Manager:
         if "devices" in resources and resources["devices"] is not None:
             self.apply_devices(resources["devices"], [])
         if resources.get("unified"):
-            raise CgroupError("linux.resources.unified: needs cgroup v2, this host runs cgroup v1")
+            raise cgroup_error("linux.resources.unified: needs cgroup v2, this host runs cgroup v1")
         return warnings
 
     def _write(self, controller: str, name: str, value: str) -> None:
         path = self.path(controller)
         if path is None:
-            raise CgroupError(f"{name}: {controller} controller not mounted under {self.root}")
+            raise cgroup_error(f"{name}: {controller} controller not mounted under {self.root}")
         write_file(os.path.join(path, name), value)
 
     def _apply_cpu(self, cpu: Any) -> None:
@@ -174,7 +177,7 @@ class CgroupV1Manager:
         if not memory:
             return
         if directory is None:
-            raise CgroupError("memory controller not mounted")
+            raise cgroup_error("memory controller not mounted")
         limit = memory.get("limit")
         swap = memory.get("swap")
         memsw = os.path.join(directory, "memory.memsw.limit_in_bytes")
@@ -212,7 +215,7 @@ class CgroupV1Manager:
             return
         directory = self.path("blkio")
         if directory is None:
-            raise CgroupError("blkio controller not mounted")
+            raise cgroup_error("blkio controller not mounted")
         weight_file = next(
             (
                 os.path.join(directory, name)

@@ -13,11 +13,10 @@ spec creates in its /dev).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from sandbox.linux.cgroups.manager import (
-    CgroupError,
     blkio_weight_to_io_weight,
+    cgroup_error,
     cpu_shares_to_weight,
     device_numbers,
     empty_stats,
@@ -30,7 +29,11 @@ from sandbox.linux.cgroups.manager import (
     write_file,
 )
 
+# See manager.py: crib-runtime does not pay for typing at run time.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from sandbox.linux.cgroups.types import CgroupStats, HugetlbStats, IoDeviceStats
 
 # Controllers a container's cgroup may use; enabled in each ancestor's subtree_control.
@@ -68,7 +71,7 @@ class CgroupV2Manager:
             except FileExistsError:
                 pass
             except OSError as err:
-                raise CgroupError(f"mkdir {current}: {err.strerror}") from None
+                raise cgroup_error(f"mkdir {current}: {err.strerror}") from None
 
     def _delegate(self, directory: str) -> None:
         try:
@@ -89,7 +92,7 @@ class CgroupV2Manager:
         path = os.path.join(self.directory, name)
         if not os.path.exists(path):
             controller = name.split(".", 1)[0]
-            raise CgroupError(f"{name}: {controller} controller not enabled for {self.directory}")
+            raise cgroup_error(f"{name}: {controller} controller not enabled for {self.directory}")
         write_file(path, value)
 
     def apply(self, resources: Any) -> list[str]:
@@ -131,7 +134,7 @@ class CgroupV2Manager:
             )
         for key, value in (resources.get("unified") or {}).items():
             if "/" in key or key.startswith(".") or key.startswith("cgroup."):
-                raise CgroupError(f'linux.resources.unified: invalid key "{key}"')
+                raise cgroup_error(f'linux.resources.unified: invalid key "{key}"')
             self._write(key, value)
         return warnings
 
@@ -147,9 +150,9 @@ class CgroupV2Manager:
         if swap < 0:
             return "max"
         if limit is None or limit <= 0:
-            raise CgroupError("linux.resources.memory.swap: needs memory.limit on cgroup v2")
+            raise cgroup_error("linux.resources.memory.swap: needs memory.limit on cgroup v2")
         if swap < limit:
-            raise CgroupError(f"linux.resources.memory.swap: {swap} is below memory.limit {limit}")
+            raise cgroup_error(f"linux.resources.memory.swap: {swap} is below memory.limit {limit}")
         return str(swap - limit)
 
     def _apply_io(self, blkio: Any, warnings: list[str]) -> None:
