@@ -77,7 +77,9 @@ def fleet(
     with obs_crib(request.param, registry, metrics={"address": address}) as crib:
         crib.image("busybox")  # pulled once, not by 50 threads
         fleet = Fleet(crib, address)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        # 8 at a time, as kubelet starts pods in parallel (4 while crib-runtime could hang
+        # on a half-made cpuset; see tests/kernel/test_runtime_concurrency.py).
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(fleet.make, range(PODS)))
         try:
             yield fleet
