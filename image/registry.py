@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import ipaddress
 import logging
 import ssl
 import urllib.parse
@@ -82,9 +83,26 @@ class Endpoint:
         return urllib.parse.urlsplit(self.base_url).netloc
 
 
+def is_loopback(domain: str) -> bool:
+    """Whether registry `domain` (host[:port]) is this machine: localhost, 127.0.0.0/8, ::1."""
+    host = urllib.parse.urlsplit(f"//{domain}").hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def endpoints_for(domain: str, hosts: Mapping[str, RegistryHost]) -> list[Endpoint]:
-    """The endpoints for registry `domain`, in the order they are tried."""
-    host = hosts.get(domain, RegistryHost())
+    """The endpoints for registry `domain`, in the order they are tried.
+
+    A registry on this machine with no `registries` entry is insecure (HTTPS tried first,
+    plain HTTP when TLS fails), as Docker treats 127.0.0.0/8: a local registry works
+    without configuration, and nothing leaves the host in clear text. An entry, even one
+    that only lists mirrors, decides for itself.
+    """
+    host = hosts.get(domain) or RegistryHost(insecure=is_loopback(domain))
     result = []
     for mirror in host.mirrors:
         url = mirror if "://" in mirror else f"https://{mirror}"

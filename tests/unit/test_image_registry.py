@@ -82,6 +82,28 @@ def test_endpoints_order_and_docker_hub() -> None:
     assert [e.base_url for e in endpoints_for("other.io", {})] == ["https://other.io"]
 
 
+@pytest.mark.parametrize(
+    ("domain", "loopback"),
+    [
+        ("127.0.0.1:5000", True),
+        ("127.1.2.3", True),
+        ("localhost:5000", True),
+        ("registry.localhost", True),
+        ("[::1]:5000", True),
+        ("10.0.0.5:5000", False),
+        ("registry.example:5000", False),
+        ("localhost.example", False),
+        ("docker.io", False),
+    ],
+)
+def test_unconfigured_loopback_registries_are_insecure(domain: str, loopback: bool) -> None:
+    (endpoint,) = endpoints_for(domain, {})
+    assert endpoint.insecure is loopback
+    # A registries entry decides for itself, loopback or not.
+    configured = {domain: RegistryHost(insecure=False)}
+    assert [e.insecure for e in endpoints_for(domain, configured)] == [False]
+
+
 def test_anonymous_pull_over_insecure_falls_back_to_http(tmp_path: pathlib.Path) -> None:
     with FakeRegistry() as reg:
         digest = reg.add_image("app", "v1", IMAGE)
