@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any
 
 from sandbox.linux import syscalls
 from sandbox.linux.devices import (
@@ -33,6 +32,11 @@ from sandbox.linux.devices import (
     DeviceNode,
     node_from_spec,
 )
+
+# crib-runtime's create imports this module: typing is for mypy only (see devices.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # option -> (flags to set, flags to clear); a data table as in crun's mount flag list.
 MOUNT_FLAGS: dict[str, tuple[int, int]] = {

@@ -12,25 +12,47 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import stat
 import time
-from collections.abc import Callable
-from typing import Any
 
-from common.errors import InvalidArgumentError, NotFoundError
 from sandbox.linux import namespaces, syscalls
 from sandbox.linux.cgroups import open_manager
 from sandbox.oci.spec import load_spec
 from sandbox.runtime import container, init, sync
 
+# conmon runs create for every container: like exec it leaves typing, `signal` (its
+# enums) and the error classes (common.errors) unimported until they are needed.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal  # the same names, typed; _signal has no stubs
+    from collections.abc import Callable
+    from typing import Any
 
-class BundleError(InvalidArgumentError):
-    """The bundle cannot be run (rootfs missing, bad console socket)."""
+    from sandbox.runtime.errors import BundleError, CreateError
+else:
+    import _signal
 
 
-class CreateError(InvalidArgumentError):
-    """A setup step failed; `str()` is the one line naming step, errno and path."""
+def __getattr__(name: str) -> type[Exception]:
+    # The error classes live in errors.py (see there why); looked up only on failure.
+    if name in ("BundleError", "CreateError"):
+        from sandbox.runtime import errors
+
+        error: type[Exception] = getattr(errors, name)
+        return error
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _bundle_error(message: str) -> BundleError:
+    from sandbox.runtime.errors import BundleError
+
+    return BundleError(message)
+
+
+def _create_error(message: str) -> CreateError:
+    from sandbox.runtime.errors import CreateError
+
+    return CreateError(message)
 
 
 def now_rfc3339() -> str:
@@ -48,9 +70,9 @@ def resolve_rootfs(bundle: str, spec: Any) -> str:
     rootfs = os.path.realpath(rootfs)
     try:
         if not stat.S_ISDIR(os.stat(rootfs).st_mode):
-            raise BundleError(f"root.path: {rootfs} is not a directory")
+            raise _bundle_error(f"root.path: {rootfs} is not a directory")
     except FileNotFoundError:
-        raise BundleError(f"root.path: rootfs {rootfs} does not exist") from None
+        raise _bundle_error(f"root.path: rootfs {rootfs} does not exist") from None
     return rootfs
 
 
@@ -92,13 +114,15 @@ def create(
     """Create the container; returns the init's pid. Raises DomainError subclasses."""
     bundle = os.path.abspath(bundle)
     if not os.path.isdir(bundle):
+        from common.errors import NotFoundError
+
         raise NotFoundError(f"bundle {bundle} does not exist")
     spec = load_spec(bundle)
     rootfs = resolve_rootfs(bundle, spec)
     hooks = spec.get("hooks")
     if isinstance(hooks, dict) and any(hooks.values()):
         # Failing beats silently skipping a hook a workload relies on (GPU hooks, ...).
-        raise BundleError(
+        raise _bundle_error(
             f"hooks: {', '.join(sorted(k for k, v in hooks.items() if v))}: "
             "OCI hooks are not supported by crib-runtime"
         )
@@ -120,7 +144,7 @@ def create(
     if linux.get("uidMappings") and not any(
         ns["type"] == "user" and not ns.get("path") for ns in linux.get("namespaces", [])
     ):
-        raise BundleError("linux.uidMappings: given but no new user namespace is requested")
+        raise _bundle_error("linux.uidMappings: given but no new user namespace is requested")
 
     os.makedirs(root, 0o711, exist_ok=True)
     state_dir = container.container_dir(root, container_id)
@@ -200,10 +224,10 @@ def _create(
         try:
             console_fd = sync.connect_unix(console_socket)
         except OSError as err:
-            raise BundleError(f"--console-socket {console_socket}: {err.strerror}") from None
+            raise _bundle_error(f"--console-socket {console_socket}: {err.strerror}") from None
         undo.push("close console socket", lambda: sync.close_quietly(console_fd))
     elif spec["process"].get("terminal"):
-        raise BundleError("process.terminal is true: --console-socket is required")
+        raise _bundle_error("process.terminal is true: --console-socket is required")
 
     parent_sock, child_sock = sync.pair()
     undo.push("close sync socket", parent_sock.close)
@@ -238,7 +262,7 @@ def _create(
     init_pid = handshake(parent_sock, spec, children, manager.add_process)
     start_time = container.process_start_time(init_pid)
     if start_time is None:
-        raise CreateError("init: the container's init exited during create")
+        raise _create_error("init: the container's init exited during create")
     record: container.Record = {
         "id": container_id,
         "init_pid": init_pid,
@@ -301,16 +325,16 @@ def _serve(
             readable, _, _ = select.select([sock.fileno(), intermediate_fd], [], [])
             # What a child sent before exiting is queued by then: read it first.
             if sock.fileno() not in readable:
-                raise CreateError(_died_line(children))
+                raise _create_error(_died_line(children))
         message = sync.receive(sock)
         if message is None:
-            raise CreateError(_died_line(children))
+            raise _create_error(_died_line(children))
         kind = message.get("type")
         if kind == "error":
             error = sync.SyncError(
                 message["step"], message["errno"], message["path"], message["message"]
             )
-            raise CreateError(error.line())
+            raise _create_error(error.line())
         if kind == "userns":
             maps = [
                 (m["containerID"], m["hostID"], m["size"]) for m in linux.get("uidMappings", [])
@@ -321,7 +345,7 @@ def _serve(
             try:
                 namespaces.write_id_mappings(children["intermediate"], maps, gmaps)
             except OSError as err:
-                raise CreateError(
+                raise _create_error(
                     sync.SyncError(
                         "write uid_map/gid_map",
                         err.errno or 0,
@@ -340,15 +364,15 @@ def _serve(
                 # The init may be blocked waiting for "cgroup-joined": do not wait for it
                 # (see sync.py). An error it already queued (it died) is the real cause.
                 queued = sync.queued_error(sock)
-                raise CreateError(queued.line() if queued else f"join cgroup: {err}") from None
+                raise _create_error(queued.line() if queued else f"join cgroup: {err}") from None
             _reply(sock, "cgroup-joined")
             _, status = os.waitpid(children["intermediate"], 0)
             children["intermediate"] = 0
             if os.waitstatus_to_exitcode(status) != 0:
-                raise CreateError("intermediate: exited with an error")
+                raise _create_error("intermediate: exited with an error")
         elif kind == "ready":
             if not init_pid:
-                raise CreateError("sync: ready before the init pid was known")
+                raise _create_error("sync: ready before the init pid was known")
             return init_pid
 
 
@@ -390,7 +414,7 @@ def _kill_and_reap(children: dict[str, int]) -> None:
         if not pid:
             continue
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             pass
     # The intermediate first: once it is reaped, the init has been re-parented to us (we

@@ -2,13 +2,15 @@
 
 They subclass `common.errors`, whose import (enum, typing: ~15 ms here) every command
 would otherwise pay at start-up; a command pays it only when it fails. Raise sites
-import this module there and then; `container`, `exec` and `commands` re-export the
+import this module there and then; `container`, `create`, `exec` and `commands` re-export the
 classes lazily (PEP 562) so callers keep writing `container.ContainerNotFoundError`.
 
     DomainError
      ├── ContainerNotFoundError (NOT_FOUND)            no container with that id under --root
      ├── ContainerExistsError   (ALREADY_EXISTS)       `create` of an id that is taken
      ├── ContainerStateError    (FAILED_PRECONDITION)  the command does not fit the status
+     ├── BundleError            (INVALID_ARGUMENT)     the bundle cannot be run (rootfs, console)
+     ├── CreateError            (INVALID_ARGUMENT)     a create step failed (step, errno, path)
      ├── ExecError              (INVALID_ARGUMENT)     exec could not start the process
      └── SignalError            (INVALID_ARGUMENT)     `kill` got a signal that does not exist
 """
@@ -41,3 +43,11 @@ class ExecError(InvalidArgumentError):
 
 class SignalError(InvalidArgumentError):
     """`kill` got a signal name or number that does not exist."""
+
+
+class BundleError(InvalidArgumentError):
+    """The bundle cannot be run (rootfs missing, bad console socket)."""
+
+
+class CreateError(InvalidArgumentError):
+    """A setup step failed; `str()` is the one line naming step, errno and path."""

@@ -23,13 +23,17 @@ Init steps, in order (runc standard_init_linux.go, config-linux.md):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
 
 from sandbox.linux import mounts, namespaces, syscalls
 from sandbox.runtime import process as proc
 from sandbox.runtime import sync
 from sandbox.runtime.process import run_steps
+
+# Not typing.TYPE_CHECKING: crib-runtime's create does not pay for typing (see create.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 def intermediate(

@@ -162,9 +162,12 @@ def test_parse_signal_refuses_what_is_not_a_signal(text: str) -> None:
 
 
 def test_hot_commands_import_nothing_slow() -> None:
-    # start, state, kill, delete and exec run for every container and every ExecSync
+    # create, start, state, kill, delete and exec run for every container and every ExecSync
     # probe: typing, json, re, enum and signal (its enums) would cost ~25 ms each time.
-    hot = [f"sandbox.runtime.{name}" for name in ("cli", "commands", "exec", "container", "start")]
+    hot = [
+        f"sandbox.runtime.{name}"
+        for name in ("cli", "commands", "create", "exec", "container", "start")
+    ]
     # delete and update open the container's cgroup manager.
     hot += ["sandbox.linux.cgroups.manager", "sandbox.linux.cgroups.v1", "sandbox.linux.cgroups.v2"]
     script = (
