@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import os
 import pathlib
@@ -33,21 +32,11 @@ from typing import Any
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import pod as pod_bench  # noqa: E402
 from cri.api import api_pb2 as pb  # noqa: E402
 from tests import imagebuild  # noqa: E402
 from tests.registry import running_registry  # noqa: E402
 
-
-def _load_pod_bench() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_pod", REPO / "bench" / "pod.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pod_bench = _load_pod_bench()
 SLEEP = ["sleep", "100000"]
 
 
@@ -338,13 +327,8 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--pods", type=int, default=50)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench/container.py: needs root (namespaces, mounts, cgroups)", file=sys.stderr)
+    if not pod_bench.preflight("bench/container.py"):
         return 1
-    for binary in ("/usr/bin/containerd", "/usr/sbin/runc", "/usr/bin/conmon"):
-        if not os.access(binary, os.X_OK):
-            print(f"bench/container.py: {binary} missing (make bench installs it)", file=sys.stderr)
-            return 1
     results: dict[str, dict[str, Any]] = {}
     skipped: list[str] = []
     cgroup_parent = f"/cctr-bench-{secrets.token_hex(3)}"

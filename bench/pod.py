@@ -363,18 +363,25 @@ def remove_cgroup_tree(cgroup_path: str) -> None:
                 os.rmdir(dirpath)
 
 
+def preflight(prog: str) -> bool:
+    """Root and the peers' binaries are there; says what is missing on stderr otherwise."""
+    if os.geteuid() != 0:
+        print(f"{prog}: needs root (namespaces, mounts, cgroups)", file=sys.stderr)
+        return False
+    for binary in ("/usr/bin/containerd", "/usr/sbin/runc", "/usr/bin/conmon"):
+        if not os.access(binary, os.X_OK):
+            print(f"{prog}: {binary} missing (make bench installs it)", file=sys.stderr)
+            return False
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--concurrent", type=int, default=20)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench/pod.py: needs root (namespaces, mounts, cgroups)", file=sys.stderr)
+    if not preflight("bench/pod.py"):
         return 1
-    for binary in ("/usr/bin/containerd", "/usr/sbin/runc", "/usr/bin/conmon"):
-        if not os.access(binary, os.X_OK):
-            print(f"bench/pod.py: {binary} missing (make bench installs it)", file=sys.stderr)
-            return 1
     results: dict[str, dict[str, Any]] = {}
     cgroup_parent = f"/cpod-bench-{secrets.token_hex(3)}"
     try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import pathlib
 import secrets
@@ -29,21 +28,11 @@ import grpc
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import container as container_bench  # noqa: E402
 from cri.api import api_pb2 as pb  # noqa: E402
 from tests import imagebuild  # noqa: E402
 from tests.registry import running_registry  # noqa: E402
 
-
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-container_bench = _load("container")
 pod_bench = container_bench.pod_bench
 
 CALLS: dict[str, tuple[str, Callable[[], Any]]] = {
@@ -99,13 +88,8 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench/stats.py: needs root (namespaces, mounts, cgroups)", file=sys.stderr)
+    if not pod_bench.preflight("bench/stats.py"):
         return 1
-    for binary in ("/usr/bin/containerd", "/usr/sbin/runc", "/usr/bin/conmon"):
-        if not os.access(binary, os.X_OK):
-            print(f"bench/stats.py: {binary} missing (make bench installs it)", file=sys.stderr)
-            return 1
     results: dict[str, dict[str, list[float] | None]] = {}
     cgroup_parent = f"/cobs-bench-{secrets.token_hex(3)}"
     with running_registry() as registry:

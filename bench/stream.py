@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import importlib.util
 import os
 import pathlib
 import secrets
@@ -34,6 +33,7 @@ from typing import Any
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import container as container_bench  # noqa: E402
 from cri.api import api_pb2 as pb  # noqa: E402
 from cri.streaming.client import PortForwarder, RemoteCommand  # noqa: E402
 from tests import imagebuild  # noqa: E402
@@ -43,16 +43,6 @@ ECHO_PORT = 7777
 CHUNK_BYTES = 256 * 1024
 
 
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-container_bench = _load("container")
 pod_bench = container_bench.pod_bench
 
 
@@ -172,13 +162,8 @@ def main() -> int:
     parser.add_argument("--mib", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench/stream.py: needs root (namespaces, mounts, cgroups)", file=sys.stderr)
+    if not pod_bench.preflight("bench/stream.py"):
         return 1
-    for binary in ("/usr/bin/containerd", "/usr/sbin/runc", "/usr/bin/conmon"):
-        if not os.access(binary, os.X_OK):
-            print(f"bench/stream.py: {binary} missing (make bench installs it)", file=sys.stderr)
-            return 1
     skipped: list[str] = []
     cgroup_parent = f"/cstm-bench-{secrets.token_hex(3)}"
     with running_registry() as registry, contextlib.ExitStack() as stack:

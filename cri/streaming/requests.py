@@ -15,23 +15,6 @@ from typing import Protocol
 from cri.streaming.errors import StreamingRequestInvalidError
 
 
-class ExecRequestLike(Protocol):
-    """The fields of a CRI ExecRequest the server uses."""
-
-    @property
-    def container_id(self) -> str: ...
-    @property
-    def cmd(self) -> Sequence[str]: ...
-    @property
-    def tty(self) -> bool: ...
-    @property
-    def stdin(self) -> bool: ...
-    @property
-    def stdout(self) -> bool: ...
-    @property
-    def stderr(self) -> bool: ...
-
-
 class AttachRequestLike(Protocol):
     """The fields of a CRI AttachRequest the server uses."""
 
@@ -45,6 +28,13 @@ class AttachRequestLike(Protocol):
     def stdout(self) -> bool: ...
     @property
     def stderr(self) -> bool: ...
+
+
+class ExecRequestLike(AttachRequestLike, Protocol):
+    """The fields of a CRI ExecRequest the server uses: an attach's, and the command."""
+
+    @property
+    def cmd(self) -> Sequence[str]: ...
 
 
 class PortForwardRequestLike(Protocol):

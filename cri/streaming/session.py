@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 from cri.streaming import spdy
 from cri.streaming.runtime import StreamClosedError
-from cri.streaming.transport import ByteTransport
+from cri.streaming.transport import ByteTransport, take_chunk
 
 log = logging.getLogger("crib.streaming")
 
@@ -103,12 +103,7 @@ class SpdyStream:
                 raise StreamClosedError(f"stream {self.stream_id} closed ({self._why()})")
             self._readable.clear()
             await self._readable.wait()
-        chunk = self._chunks[0]
-        if len(chunk) <= max_bytes:
-            self._chunks.popleft()
-        else:
-            self._chunks[0] = chunk[max_bytes:]
-            chunk = chunk[:max_bytes]
+        chunk = take_chunk(self._chunks, max_bytes)
         self.buffered_bytes -= len(chunk)
         if self.buffered_bytes <= STREAM_LOW_WATER_BYTES:
             self._space.set()

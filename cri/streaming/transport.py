@@ -8,10 +8,24 @@ waits while the peer is slow.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from typing import Protocol
 
 READ_BYTES = 256 * 1024
+
+
+def take_chunk(chunks: collections.deque[bytes], max_bytes: int) -> bytes:
+    """The first queued chunk, at most `max_bytes` of it (the rest stays queued first).
+
+    What a SPDY stream's and a WebSocket channel's `read` hand out from what arrived.
+    """
+    chunk = chunks[0]
+    if len(chunk) <= max_bytes:
+        chunks.popleft()
+        return chunk
+    chunks[0] = chunk[max_bytes:]
+    return chunk[:max_bytes]
 
 
 class ByteTransport(Protocol):

@@ -35,6 +35,7 @@ from cri.streaming.channels import (
     encode_message,
 )
 from cri.streaming.runtime import StreamClosedError
+from cri.streaming.transport import take_chunk
 
 log = logging.getLogger("crib.streaming")
 
@@ -283,12 +284,7 @@ class ChannelInput:
                 raise StreamClosedError(f"channel {self.channel}: websocket closed")
             self._readable.clear()
             await self._readable.wait()
-        chunk = self._chunks[0]
-        if len(chunk) <= max_bytes:
-            self._chunks.popleft()
-        else:
-            self._chunks[0] = chunk[max_bytes:]
-            chunk = chunk[:max_bytes]
+        chunk = take_chunk(self._chunks, max_bytes)
         self._buffered -= len(chunk)
         if self._buffered <= CHANNEL_LOW_WATER_BYTES:
             self.space.set()

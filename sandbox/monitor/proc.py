@@ -68,21 +68,7 @@ async def wait_exit(pid: int, expected_start_time: int, timeout_s: float | None)
         # The pid might have been reused between the check and pidfd_open.
         if not is_alive(pid, expected_start_time):
             return True
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(pidfd, readable)
-        try:
-            await asyncio.wait_for(exited, timeout_s)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            loop.remove_reader(pidfd)
+        return await _pidfd_readable(pidfd, timeout_s)
     finally:
         with contextlib.suppress(OSError):
             os.close(pidfd)
@@ -183,6 +169,25 @@ class OrphanReaper:
             self.scan()
 
 
+async def _pidfd_readable(pidfd: int, timeout_s: float | None) -> bool:
+    """Wait until a pidfd is readable (its process ended); False on timeout."""
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await asyncio.wait_for(exited, timeout_s)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(pidfd)
+
+
 async def wait_and_reap(pid: int, timeout_s: float) -> bool:
     """Wait for an adopted child (a conmon) to exit, then reap it; False on timeout."""
     try:
@@ -190,20 +195,8 @@ async def wait_and_reap(pid: int, timeout_s: float) -> bool:
     except ProcessLookupError:
         return True
     try:
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(pidfd, readable)
-        try:
-            await asyncio.wait_for(exited, timeout_s)
-        except TimeoutError:
+        if not await _pidfd_readable(pidfd, timeout_s):
             return False
-        finally:
-            loop.remove_reader(pidfd)
         reap_child(pid)
         return True
     finally:

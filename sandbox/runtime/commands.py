@@ -25,15 +25,6 @@ else:
     import _signal
 
 
-def __getattr__(name: str) -> type[Exception]:
-    # SignalError lives in errors.py (see there why); looked up only on failure.
-    if name == "SignalError":
-        from sandbox.runtime.errors import SignalError
-
-        return SignalError
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _signal_error(text: str) -> SignalError:
     from sandbox.runtime.errors import SignalError
 

@@ -33,16 +33,6 @@ else:
     import _signal
 
 
-def __getattr__(name: str) -> type[Exception]:
-    # The error classes live in errors.py (see there why); looked up only on failure.
-    if name in ("BundleError", "CreateError"):
-        from sandbox.runtime import errors
-
-        error: type[Exception] = getattr(errors, name)
-        return error
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _bundle_error(message: str) -> BundleError:
     from sandbox.runtime.errors import BundleError
 
@@ -151,7 +141,9 @@ def create(
     try:
         os.mkdir(state_dir, 0o711)
     except FileExistsError:
-        raise container.ContainerExistsError(f'container "{container_id}" already exists') from None
+        from sandbox.runtime.errors import ContainerExistsError
+
+        raise ContainerExistsError(f'container "{container_id}" already exists') from None
     undo = Undo()
     undo.push("remove state directory", lambda: _remove_tree(state_dir))
     try:

@@ -2,8 +2,9 @@
 
 They subclass `common.errors`, whose import (enum, typing: ~15 ms here) every command
 would otherwise pay at start-up; a command pays it only when it fails. Raise sites
-import this module there and then; `container`, `create`, `exec` and `commands` re-export the
-classes lazily (PEP 562) so callers keep writing `container.ContainerNotFoundError`.
+import this module there and then. `container` re-exports its three classes lazily
+(PEP 562) for `except container.ContainerNotFoundError:` clauses, which name the class
+only when an exception is being matched.
 
     DomainError
      ├── ContainerNotFoundError (NOT_FOUND)            no container with that id under --root

@@ -50,15 +50,6 @@ _FORWARDED = (
 )
 
 
-def __getattr__(name: str) -> type[Exception]:
-    # ExecError lives in errors.py (see there why); looked up only on failure.
-    if name == "ExecError":
-        from sandbox.runtime.errors import ExecError
-
-        return ExecError
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _exec_error(message: str) -> ExecError:
     from sandbox.runtime.errors import ExecError
 

@@ -15,13 +15,10 @@ from sandbox.runtime.container_paths import EXEC_FIFO, INIT_FILE, STATE_FILE, ch
 
 
 def _fail(kind: str, message: str) -> Exception:
-    from sandbox.runtime import container
+    from sandbox.runtime.errors import ContainerNotFoundError, ContainerStateError
 
-    errors = {
-        "not_found": container.ContainerNotFoundError,
-        "state": container.ContainerStateError,
-    }
-    return errors[kind](message)
+    classes = {"not_found": ContainerNotFoundError, "state": ContainerStateError}
+    return classes[kind](message)
 
 
 def _alive(pid: int, start_time: int) -> bool:

@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable
 
 from sandbox.runtime import sync
-from sandbox.runtime.create import CreateError, abort, handshake
+from sandbox.runtime.create import abort, handshake
+from sandbox.runtime.errors import CreateError
 
 PR_SET_CHILD_SUBREAPER = 36
 ENOSPC_PATH = "/sys/fs/cgroup/cpuset/crt-x/cgroup.procs"

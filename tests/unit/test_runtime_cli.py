@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from common.binaries import resolve
-from sandbox.runtime import commands, container
+from sandbox.runtime import commands, container, errors
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RUNTIME_MODULES = (
@@ -127,7 +127,7 @@ def test_signal_names(text: str, number: int) -> None:
 
 @pytest.mark.parametrize("text", ["SIGBOGUS", "0", "999", ""])
 def test_bad_signals(text: str) -> None:
-    with pytest.raises(commands.SignalError):
+    with pytest.raises(errors.SignalError):
         commands.parse_signal(text)
 
 
@@ -157,7 +157,7 @@ def test_parse_signal_knows_every_name_signal_knows() -> None:
 
 @pytest.mark.parametrize("text", ["SIG_DFL", "SIG_IGN", "_DFL", "SIG_BLOCK", "NSIG", "SIGNOPE"])
 def test_parse_signal_refuses_what_is_not_a_signal(text: str) -> None:
-    with pytest.raises(commands.SignalError, match=f"invalid signal: {text}"):
+    with pytest.raises(errors.SignalError, match=f"invalid signal: {text}"):
         commands.parse_signal(text)
 
 
